@@ -1,0 +1,1 @@
+"""Prefect flows of terrawatch: the jobs users run or schedule."""

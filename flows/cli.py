@@ -1,0 +1,160 @@
+"""The ``terrawatch`` command: segment one image, manage local catalogs and weights, run flows."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def parse_classes_option(classes: str | None, classes_file: str | None) -> list[str] | Path:
+    """``--classes "water,building,tree|forest"`` (``|`` joins synonyms) or ``--classes-file``."""
+    if bool(classes) == bool(classes_file):
+        raise ValueError('give exactly one of --classes "water,building,..." or --classes-file FILE')
+    if classes_file:
+        return Path(classes_file)
+    entries = [entry.strip() for entry in classes.split(",")]
+    if not all(entries):
+        raise ValueError(f"--classes has an empty class name: {classes!r}")
+    return [",".join(word.strip() for word in entry.split("|")) for entry in entries]
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", default="ViT-B-16", choices=["ViT-B-16", "ViT-B-32", "ViT-L-14"])
+    group.add_argument("--weights", help="CLIP checkpoint path (default: weights dir, then download)")
+    group.add_argument("--upsampler", default="simfeatup", choices=["simfeatup", "bilinear"])
+    group.add_argument("--upsampler-weights", help="SimFeatUp checkpoint path")
+    group.add_argument("--prob-thd", type=float, default=0.0, help="min class probability")
+    group.add_argument("--bg-idx", type=int, default=0, help="class index for low-confidence pixels")
+    group.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    group.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment one image (GeoTIFF, PNG, JPEG) with open vocabulary")
+    p.add_argument("image", help="input raster")
+    p.add_argument("--classes", help='comma-separated classes; "|" joins synonyms: "tree|forest"')
+    p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
+    p.add_argument("--out", required=True, help="output label GeoTIFF (uint8, colour table)")
+    p.add_argument("--png", help="optional coloured preview PNG with legend")
+    p.add_argument("--bands", help="1-based R,G,B band indexes of a multiband raster, e.g. 4,3,2")
+    p.add_argument("--resize", default="448",
+                   help="long side the model sees, in pixels (default 448 as published); 'none' "
+                        "keeps the native resolution")
+    _add_model_options(p)
+    p.set_defaults(handler=_run_segment)
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.segearth import SegEarthOV
+    from tasks.image_io import read_rgb_image, write_label_geotiff, write_preview_png
+    from tasks.render import class_colors
+
+    classes = parse_classes_option(args.classes, args.classes_file)
+    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    image = read_rgb_image(args.image, bands=bands)
+    resize = None if args.resize.lower() == "none" else int(args.resize)
+    model = SegEarthOV.from_pretrained(
+        args.backbone, weights=args.weights, upsampler=args.upsampler, device=args.device,
+        upsampler_weights=args.upsampler_weights, prob_thd=args.prob_thd, bg_idx=args.bg_idx,
+        batch_size=args.batch_size, resize_long_side=resize,
+    )
+    names = model.set_classes(classes).names
+    rgb = torch.from_numpy(image.rgb).nan_to_num(0.0).clamp(0, 1)[None]
+    labels, _ = model.predict(rgb)
+    labels = labels[0].cpu().numpy()
+    labels[~image.valid] = 255
+    colors = class_colors(names)
+    write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
+    if args.png:
+        write_preview_png(args.png, labels, names, colors=colors, rgb=image.rgb,
+                          title=Path(args.image).name)
+    print(f"wrote {args.out}" + (f" and {args.png}" if args.png else ""))
+    return 0
+
+
+def _add_catalog(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalog", help="local STAC catalogs")
+    csub = p.add_subparsers(dest="catalog_command", required=True)
+    add = csub.add_parser("add", help="turn a local GeoTIFF into a STAC item in a catalog folder")
+    add.add_argument("image")
+    add.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
+    add.add_argument("--datetime", help="acquisition time (ISO 8601); default: TIFF tag or mtime")
+    add.add_argument("--collection", default="local")
+    add.add_argument("--overwrite", action="store_true", help="replace an item with the same id")
+    add.set_defaults(handler=_run_catalog_add)
+
+
+def _run_catalog_add(args: argparse.Namespace) -> int:
+    from tasks.local_item import add_local_item
+
+    path = add_local_item(args.image, args.catalog, datetime=args.datetime,
+                          collection=args.collection, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="list or fetch model weights")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    wsub.add_parser("list", help="known checkpoints and where they are").set_defaults(
+        handler=_run_weights_list)
+    fetch = wsub.add_parser("fetch", help="download a checkpoint into the weights directory")
+    fetch.add_argument("name", nargs="+")
+    fetch.set_defaults(handler=_run_weights_fetch)
+
+
+def _run_weights_list(args: argparse.Namespace) -> int:
+    from models.weights import REGISTRY, weights_dir
+
+    for entry in REGISTRY.values():
+        path = weights_dir() / entry.filename
+        state = "present" if path.is_file() else "missing"
+        print(f"{entry.name:32s} {state:8s} {path}  ({entry.size}; {entry.description})")
+    return 0
+
+
+def _run_weights_fetch(args: argparse.Namespace) -> int:
+    from models.weights import resolve_weights
+
+    for name in args.name:
+        print(f"{name}: {resolve_weights(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="terrawatch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
+    _add_catalog(sub)
+    _add_weights(sub)
+    from flows.cli_flows import add_flow_commands
+
+    add_flow_commands(sub, _add_model_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``terrawatch`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (ValueError, LookupError, FileNotFoundError, FileExistsError, ConnectionError,
+            TypeError) as err:
+        print(f"terrawatch {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

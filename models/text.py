@@ -1,0 +1,163 @@
+"""Text side of SegEarth-OV: class names with synonyms, prompt templates, cached text embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+# The 80 OpenAI ImageNet prompt templates ("a bad photo of a {}.", ...), as SegEarth-OV uses them.
+TEMPLATES: tuple[str, ...] = tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
+TEXT_CACHE_ENV = "TERRAWATCH_TEXT_CACHE"
+
+
+@dataclass(frozen=True)
+class ClassNames:
+    """Classes, each with one or more synonyms; every synonym is its own text query."""
+
+    classes: tuple[tuple[str, ...], ...]
+    """Per class its synonyms; the first one is the display name."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Display name per class."""
+        return tuple(synonyms[0] for synonyms in self.classes)
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        """All synonyms, flattened in class order."""
+        return tuple(name for synonyms in self.classes for name in synonyms)
+
+    @property
+    def query_class(self) -> tuple[int, ...]:
+        """Class index of each query."""
+        return tuple(i for i, synonyms in enumerate(self.classes) for _ in synonyms)
+
+
+def parse_class_names(names_or_path: str | Path | Sequence[str]) -> ClassNames:
+    """Classes from a class-name file or a list.
+
+    The file format is the reference's: one class per line (line index = class index),
+    comma-separated synonyms, whitespace stripped, last newline optional. A list holds one class
+    per entry, with the same comma convention for synonyms (``["water", "tree,forest"]``).
+
+    Raises:
+        ValueError: no classes, an empty class or synonym, or a duplicated query word.
+        FileNotFoundError: a path that does not exist.
+    """
+    if isinstance(names_or_path, Path) or (
+        isinstance(names_or_path, str) and _looks_like_path(names_or_path)
+    ):
+        path = Path(names_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"class-name file {str(path)!r} does not exist")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        entries = [line for line in lines if line.strip()]
+        source = f"class-name file {str(path)!r}"
+    elif isinstance(names_or_path, str):
+        raise ValueError(
+            f"classes must be a list of names or a class-name file path, got the string "
+            f"{names_or_path!r}; pass a list such as ['water', 'tree,forest']"
+        )
+    else:
+        entries = list(names_or_path)
+        source = "class list"
+    if not entries:
+        raise ValueError(f"{source} is empty: give at least one class name, e.g. ['water', 'tree']")
+    classes = tuple(_split_synonyms(entry, source) for entry in entries)
+    queries = [name for synonyms in classes for name in synonyms]
+    duplicates = sorted({name for name in queries if queries.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{source} repeats the query words {duplicates}; each word may appear once")
+    return ClassNames(classes)
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or text.endswith(".txt") or Path(text).is_file()
+
+
+def _split_synonyms(entry: str, source: str) -> tuple[str, ...]:
+    if not isinstance(entry, str):
+        raise ValueError(f"{source}: class names must be strings, got {entry!r}")
+    synonyms = tuple(word.strip() for word in entry.split(","))
+    if not all(synonyms):
+        raise ValueError(f"{source}: empty class name or synonym in {entry!r}")
+    return synonyms
+
+
+def text_cache_dir() -> Path:
+    """Disk cache of text embeddings (``$TERRAWATCH_TEXT_CACHE``, else the user cache)."""
+    env = os.environ.get(TEXT_CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "terrawatch" / "text-embeddings"
+
+
+class TextEmbeddingCache:
+    """Query embeddings cached by (model weights, query word, templates), in memory and on disk.
+
+    Keyed per word, so a class list that shares words with an earlier one encodes only the new
+    words; a flow encodes each list once, not once per tile or run.
+    """
+
+    def __init__(self, weights_id: str, directory: Path | None = None, use_disk: bool = True):
+        self.weights_id = weights_id
+        self.directory = directory or text_cache_dir()
+        self.use_disk = use_disk
+        self._memory: dict[str, Tensor] = {}
+
+    def get(
+        self,
+        queries: Sequence[str],
+        templates: Sequence[str],
+        encode: Callable[[list[str]], Tensor],
+    ) -> Tensor:
+        """Embeddings [Q, D] of ``queries``; ``encode`` (prompts -> [N, D]) runs only on misses."""
+        keys = [self._key(query, templates) for query in queries]
+        missing = [q for q, key in zip(queries, keys, strict=True) if not self._load(key)]
+        if missing:
+            logger.info("encoding %d text queries x %d templates", len(missing), len(templates))
+            for query in missing:
+                prompts = [template.format(query) for template in templates]
+                embedding = encode_prompts(encode, prompts)
+                self._store(self._key(query, templates), embedding)
+        return torch.stack([self._memory[key] for key in keys])
+
+    def _key(self, query: str, templates: Sequence[str]) -> str:
+        payload = json.dumps([self.weights_id, query, list(templates)], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _load(self, key: str) -> bool:
+        if key in self._memory:
+            return True
+        path = self.directory / f"{key}.pt"
+        if self.use_disk and path.is_file():
+            self._memory[key] = torch.load(path, map_location="cpu", weights_only=True)
+            return True
+        return False
+
+    def _store(self, key: str, embedding: Tensor) -> None:
+        self._memory[key] = embedding
+        if self.use_disk:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial = self.directory / f"{key}.pt.{os.getpid()}.partial"
+            torch.save(embedding, partial)
+            partial.replace(self.directory / f"{key}.pt")
+
+
+def encode_prompts(encode: Callable[[list[str]], Tensor], prompts: list[str]) -> Tensor:
+    """One query embedding: normalise each prompt embedding, average, normalise again."""
+    embeddings = F.normalize(encode(prompts).float(), dim=-1)
+    return F.normalize(embeddings.mean(dim=0), dim=-1).cpu()

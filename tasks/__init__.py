@@ -1,0 +1,1 @@
+"""Prefect tasks of terrawatch: one pipeline step per module (catalog, load, infer, cube)."""

@@ -1,0 +1,188 @@
+"""Step 3: segment one output chunk of the grid (read with a halo) and write it into the cube.
+
+Each task gets references only (grid, item dicts, store path, a :class:`ModelSpec`); the model
+is loaded once per worker process and kept in :data:`_MODELS`, never passed as an argument.
+The model sees the grid at the grid's own resolution (no long-side resize inside a chunk), so
+the grid resolution is the inference ground sampling distance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.segearth import SegEarthOV
+from tasks._grid import GridSpec
+from tasks.cube import NODATA, is_tile_done, write_tile
+from tasks.load import best_pixel_composite, load_bands, rgb_composite
+
+logger = logging.getLogger(__name__)
+
+RGB_BANDS = ("red", "green", "blue")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which segmenter a worker loads; small and hashable, so it keys the per-process cache."""
+
+    classes: tuple[str, ...]
+    """Class entries; commas join synonyms (``"tree,forest"``)."""
+    backbone: str = "ViT-B-16"
+    """CLIP backbone name."""
+    weights: str | None = None
+    """Explicit CLIP checkpoint path (else weights dir / download)."""
+    upsampler: str = "simfeatup"
+    """``simfeatup`` or ``bilinear``."""
+    upsampler_weights: str | None = None
+    """Explicit SimFeatUp checkpoint path."""
+    settings: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    """Extra :class:`~models.segearth.SegEarthSettings` as (name, value) pairs."""
+
+    def load(self, device: str | None = None) -> SegEarthOV:
+        """Build the model (native resolution: no long-side resize) and set its classes."""
+        model = SegEarthOV.from_pretrained(
+            self.backbone, weights=self.weights, upsampler=self.upsampler, device=device,
+            upsampler_weights=self.upsampler_weights, **dict(self.settings),
+        )
+        model.with_settings(resize_long_side=None)
+        model.set_classes(list(self.classes))
+        return model
+
+
+_MODELS: dict[ModelSpec, SegEarthOV] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def worker_model(spec: ModelSpec) -> SegEarthOV:
+    """The model of ``spec`` for this process, loaded on first use and then reused."""
+    with _MODELS_LOCK:
+        if spec not in _MODELS:
+            _match_torch_threads_to_worker()
+            started = time.perf_counter()
+            _MODELS[spec] = spec.load(_worker_device())
+            logger.info("loaded %s in %.1f s", spec.backbone, time.perf_counter() - started)
+        return _MODELS[spec]
+
+
+def _dask_worker() -> Any | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def _match_torch_threads_to_worker() -> None:
+    """One torch thread per Dask worker thread: no oversubscription of the cores."""
+    worker = _dask_worker()
+    if worker is not None:
+        torch.set_num_threads(max(1, int(worker.state.nthreads)))
+
+
+def _worker_device() -> str | None:
+    """CUDA when this worker advertises a GPU resource (or has one), else CPU."""
+    worker = _dask_worker()
+    if worker is not None and worker.state.total_resources.get("GPU", 0) < 1:
+        return "cpu"
+    return None
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """One output chunk to produce: references only."""
+
+    store: str
+    """Zarr store path or URL."""
+    time_index: int
+    """Time step index in the store."""
+    tile: tuple[int, int]
+    """(tile_row, tile_col) in chunk units."""
+    chunk: int
+    """Chunk size in pixels."""
+    grid: GridSpec
+    """The full output grid."""
+    items: tuple[dict, ...]
+    """STAC items of the period, best first (least cloudy)."""
+    halo: int = 112
+    """Extra pixels read around the chunk so windows at its border see context."""
+    loader: str = "odc"
+    """``odc`` or ``stackstac``."""
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """What happened to one tile."""
+
+    tile: tuple[int, int]
+    """(tile_row, tile_col)."""
+    status: str
+    """``written``, ``nodata`` (no valid pixel: model skipped) or ``done-before`` (rerun)."""
+    pixels: int
+    """Pixels in the chunk core."""
+    seconds: float
+    """Wall time of the task."""
+
+
+def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
+    """Read the chunk with its halo, segment it, crop to the core and write it."""
+    started = time.perf_counter()
+    if is_tile_done(job.store, job.time_index, job.tile):
+        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
+    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
+    rgb, valid = read_composite(job.items, job.grid, outer, job.loader)
+    inner = (slice(core[0].start - outer[0].start, core[0].stop - outer[0].start),
+             slice(core[1].start - outer[1].start, core[1].stop - outer[1].start))
+    shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
+    if not valid[inner].any():
+        empty = np.full(shape, NODATA, np.uint8)
+        write_tile(job.store, job.time_index, job.tile, empty, empty, job.chunk)
+        return TileResult(job.tile, "nodata", shape[0] * shape[1], time.perf_counter() - started)
+    labels, confidence = segment_array(worker_model(spec), rgb, valid)
+    write_tile(job.store, job.time_index, job.tile, labels[inner], confidence[inner], job.chunk)
+    return TileResult(job.tile, "written", shape[0] * shape[1], time.perf_counter() - started)
+
+
+def tile_windows(
+    grid: GridSpec, tile: tuple[int, int], chunk: int, halo: int
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Pixel windows (rows, cols) of a tile's core and of the core plus halo, clipped to the grid."""
+    height, width = grid.shape
+    row0, col0 = tile[0] * chunk, tile[1] * chunk
+    core = (slice(row0, min(row0 + chunk, height)), slice(col0, min(col0 + chunk, width)))
+    outer = (slice(max(core[0].start - halo, 0), min(core[0].stop + halo, height)),
+             slice(max(core[1].start - halo, 0), min(core[1].stop + halo, width)))
+    return core, outer
+
+
+def read_composite(
+    items: tuple[dict, ...], grid: GridSpec, window: tuple[slice, slice], loader: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """RGB ``[3, h, w]`` in 0..1 and validity ``[h, w]`` of a grid window (best pixel first)."""
+    subgrid = GridSpec.from_geobox(grid.geobox[window])
+    dataset = load_bands(list(items), subgrid, RGB_BANDS, loader=loader)
+    composite = best_pixel_composite(rgb_composite(dataset)).compute(scheduler="threads")
+    return composite["rgb"].values.astype(np.float32), composite["valid"].values.astype(bool)
+
+
+def segment_array(model: SegEarthOV, rgb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (uint8, 255 outside ``valid``) and confidence (NaN outside) of one image."""
+    image = torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)[None]
+    labels, confidence = model.predict(image)
+    labels = labels[0].cpu().numpy()
+    confidence = confidence[0].float().cpu().numpy()
+    labels[~valid] = NODATA
+    confidence[~valid] = np.nan
+    return labels, confidence
+
+
+segment_tile_task = task(segment_tile, name="segment-tile", retries=1, retry_delay_seconds=5,
+                         cache_policy=NO_CACHE)

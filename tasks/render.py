@@ -1,0 +1,385 @@
+"""Pictures and tables of label maps: class colours, quicklook PNGs and class-area tables."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from skimage.segmentation import find_boundaries
+
+PALETTE: tuple[str, ...] = (
+    "#1f78b4",  # blue
+    "#e31a1c",  # red
+    "#ff7f00",  # orange
+    "#33a02c",  # green
+    "#6a3d9a",  # purple
+    "#b15928",  # brown
+    "#a6cee3",  # light blue
+    "#fb9a99",  # salmon
+    "#fdbf6f",  # light orange
+    "#b2df8a",  # light green
+    "#cab2d6",  # lavender
+    "#ffff99",  # pale yellow
+    "#17becf",  # cyan
+    "#e377c2",  # pink
+    "#bcbd22",  # olive
+    "#00441b",  # dark green
+    "#08306b",  # navy
+    "#67000d",  # dark red
+    "#ffd700",  # gold
+    "#80cdc1",  # teal
+    "#01665e",  # dark teal
+    "#c51b7d",  # magenta
+    "#4d004b",  # aubergine
+    "#f46d43",  # coral
+)
+"""Class colours: class ``i`` gets ``PALETTE[i % len(PALETTE)]``; no greys (kept for background)."""
+
+BACKGROUND_COLOR = "#a0a0a0"
+"""Colour of background-like classes (see :data:`BACKGROUND_NAMES`)."""
+
+BACKGROUND_NAMES = frozenset({"background", "clutter", "others", "other", "void", "unlabeled"})
+"""Class names (any comma-separated synonym, case-insensitive) drawn in :data:`BACKGROUND_COLOR`."""
+
+NODATA_COLOR = "#000000"
+"""Colour of no-data pixels in rendered pictures."""
+
+CHANGE_COLOR = "#ff00ff"
+"""Colour of the change outline in :func:`change_quicklook_png`."""
+
+_MIN_PANEL_PX = 256  # small images are enlarged (nearest) so the legend text stays readable
+_DPI = 100
+
+
+def class_colors(class_names: Sequence[str]) -> list[str]:
+    """Default colour per class, stable for a given class order.
+
+    Args:
+        class_names: Class names in label order; a name may hold comma-separated synonyms.
+
+    Returns:
+        Hex colours, one per class: grey for background-like names, else the palette entry.
+    """
+    colors = []
+    for i, name in enumerate(class_names):
+        synonyms = {s.strip().lower() for s in str(name).split(",")}
+        colors.append(
+            BACKGROUND_COLOR if synonyms & BACKGROUND_NAMES else PALETTE[i % len(PALETTE)]
+        )
+    return colors
+
+
+def colorize(
+    labels: np.ndarray,
+    colors: Sequence[str],
+    nodata: int = 255,
+    nodata_color: str = NODATA_COLOR,
+) -> np.ndarray:
+    """Paint a label map with one colour per class id.
+
+    Args:
+        labels: Integer class ids ``[H, W]`` in 0..255.
+        colors: One colour (hex or any matplotlib colour) per class id.
+        nodata: Label value of no-data pixels.
+        nodata_color: Colour of the no-data pixels.
+
+    Returns:
+        ``uint8`` RGB image ``[H, W, 3]``.
+
+    Raises:
+        ValueError: ``labels`` is not a 2-D integer array, or holds an id without a colour.
+    """
+    labels = as_label_array(labels)
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    known = np.zeros(256, dtype=bool)
+    for i, color in enumerate(colors[:256]):
+        lut[i] = color_rgb255(color, f"colors[{i}]")
+        known[i] = True
+    lut[nodata] = color_rgb255(nodata_color, "nodata_color")
+    known[nodata] = True
+    unknown = np.flatnonzero((label_histogram(labels) > 0) & ~known)
+    if unknown.size:
+        raise ValueError(
+            f"labels hold class id(s) {unknown.tolist()!r} but only {len(colors)} colours were "
+            f"given (ids 0..{len(colors) - 1}, nodata {nodata}); pass one colour per class"
+        )
+    return lut[labels]
+
+
+def label_histogram(labels: np.ndarray) -> np.ndarray:
+    """Pixel count per label value, in bounded memory (row blocks of about 4 Mpixel).
+
+    Args:
+        labels: Integer class ids ``[H, W]`` in 0..255.
+
+    Returns:
+        ``int64`` array of 256 counts, indexed by label value.
+    """
+    labels = as_label_array(labels)
+    counts = np.zeros(256, dtype=np.int64)
+    rows = max(1, (1 << 22) // max(1, labels.shape[1]))
+    for start in range(0, labels.shape[0], rows):
+        counts += np.bincount(labels[start : start + rows].ravel(), minlength=256)
+    return counts
+
+
+def quicklook_png(
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    colors: Sequence[str] | None = None,
+    rgb: np.ndarray | None = None,
+    title: str | None = None,
+    max_size: int = 1024,
+    nodata: int = 255,
+) -> bytes:
+    """Render a label map (optionally beside its image) with a class legend, as PNG bytes.
+
+    Large inputs are subsampled by striding (nearest neighbour) before anything is copied, so a
+    20k x 20k map costs about ``max_size**2`` pixels of memory, not its full size.
+
+    Args:
+        labels: Integer class ids ``[H, W]``; ``nodata`` marks no-data pixels.
+        class_names: Class names in label order (legend text).
+        colors: One colour per class; default :func:`class_colors`.
+        rgb: Optional image ``[3, H, W]`` (float 0..1 or uint8) shown left of the labels.
+        title: Optional figure title.
+        max_size: Longest side, in pixels, of each picture panel after subsampling.
+        nodata: Label value of no-data pixels (black, with a legend entry when present).
+
+    Returns:
+        PNG-encoded bytes.
+
+    Raises:
+        ValueError: Shapes disagree, ``max_size`` < 1, or a label has no colour.
+
+    Example:
+        >>> png = quicklook_png(np.zeros((64, 64), np.uint8), ["water"])
+    """
+    labels = as_label_array(labels)
+    if not class_names:
+        raise ValueError("class_names is empty; pass the names of the classes in label order")
+    colors = list(colors) if colors is not None else class_colors(class_names)
+    _check_same_length(class_names, colors)
+    step = _stride(labels.shape, max_size)
+    small = np.ascontiguousarray(labels[::step, ::step])
+    panels = []
+    if rgb is not None:
+        _check_image(rgb, labels.shape, "rgb")
+        panels.append(("image", _to_hwc_uint8(rgb[:, ::step, ::step])))
+    panels.append(("labels", colorize(small, colors, nodata=nodata)))
+    legend = [(str(n), c) for n, c in zip(class_names, colors, strict=True)]
+    if (small == nodata).any():
+        legend.append(("no data", NODATA_COLOR))
+    return _render(panels, legend, title)
+
+
+def class_area_table(
+    counts: Mapping[int, int] | Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    pixel_area_m2: float,
+    nodata: int = 255,
+) -> list[dict]:
+    """Area and share of each class, for a run summary artifact.
+
+    Args:
+        counts: Pixels per class id, as ``{id: n}`` or a sequence indexed by id (e.g.
+            :func:`label_histogram`). The ``nodata`` id is ignored.
+        class_names: Class names in label order; every class gets a row, even with 0 pixels.
+        pixel_area_m2: Area of one pixel in square metres (e.g. 100 for 10 m pixels).
+        nodata: Label value of no-data pixels, left out of the table and the shares.
+
+    Returns:
+        Rows ``{"class", "pixels", "area_km2", "share_percent"}``; shares are of the classified
+        (non-no-data) pixels and sum to 100 (0 for all when nothing is classified).
+
+    Raises:
+        ValueError: ``pixel_area_m2`` is not a positive finite number, a count is negative, or
+            a class id outside ``class_names`` has pixels.
+    """
+    if not (math.isfinite(pixel_area_m2) and pixel_area_m2 > 0):
+        raise ValueError(
+            f"pixel_area_m2 must be a positive finite area in m², got {pixel_area_m2!r}; "
+            "use the pixel width times height in metres"
+        )
+    items = (
+        counts.items() if isinstance(counts, Mapping) else enumerate(np.asarray(counts).tolist())
+    )
+    per_class = [0] * len(class_names)
+    for class_id, n in items:
+        if n < 0:
+            raise ValueError(f"counts[{class_id!r}] must be >= 0, got {n!r}")
+        if class_id == nodata or n == 0:
+            continue
+        if not 0 <= class_id < len(class_names):
+            raise ValueError(
+                f"counts has {n} pixels of class id {class_id!r} but class_names has "
+                f"{len(class_names)} entries (ids 0..{len(class_names) - 1}, nodata {nodata}); "
+                "pass the class names the labels were made with"
+            )
+        per_class[class_id] += int(n)
+    total = sum(per_class)
+    return [
+        {
+            "class": str(name),
+            "pixels": n,
+            "area_km2": n * pixel_area_m2 / 1e6,
+            "share_percent": 100.0 * n / total if total else 0.0,
+        }
+        for name, n in zip(class_names, per_class, strict=True)
+    ]
+
+
+def change_quicklook_png(
+    t1_rgb: np.ndarray,
+    t2_rgb: np.ndarray,
+    changed_mask: np.ndarray,
+    max_size: int = 1024,
+) -> bytes:
+    """Render ``t1``, ``t2`` and ``t2`` with the outline of the changed area, side by side.
+
+    The mask is reduced with a block "any" (not a stride), so changes smaller than one
+    subsampled pixel still show.
+
+    Args:
+        t1_rgb: Earlier image ``[3, H, W]`` (float 0..1 or uint8).
+        t2_rgb: Later image ``[3, H, W]``, same grid as ``t1_rgb``.
+        changed_mask: ``bool [H, W]``, True where the land changed.
+        max_size: Longest side, in pixels, of each panel after subsampling.
+
+    Returns:
+        PNG-encoded bytes.
+
+    Raises:
+        ValueError: The shapes of the three arrays disagree or ``max_size`` < 1.
+    """
+    changed_mask = np.asarray(changed_mask)
+    if changed_mask.ndim != 2:
+        raise ValueError(f"changed_mask must be 2-D [H, W], got shape {changed_mask.shape!r}")
+    _check_image(t1_rgb, changed_mask.shape, "t1_rgb")
+    _check_image(t2_rgb, changed_mask.shape, "t2_rgb")
+    step = _stride(changed_mask.shape, max_size)
+    t1 = _to_hwc_uint8(t1_rgb[:, ::step, ::step])
+    t2 = _to_hwc_uint8(t2_rgb[:, ::step, ::step])
+    mask = _block_any(changed_mask.astype(bool, copy=False), step)
+    outlined = t2.copy()
+    outlined[find_boundaries(mask, mode="inner")] = color_rgb255(CHANGE_COLOR, "CHANGE_COLOR")
+    panels = [("t1", t1), ("t2", t2), ("t2 + change", outlined)]
+    share = 100.0 * np.count_nonzero(changed_mask) / max(1, changed_mask.size)
+    return _render(
+        panels, [(f"change outline ({share:.1f}% of pixels changed)", CHANGE_COLOR)], None
+    )
+
+
+def _render(
+    panels: Sequence[tuple[str, np.ndarray]],
+    legend: Sequence[tuple[str, str]],
+    title: str | None,
+) -> bytes:
+    """Draw RGB panels side by side at about one screen pixel per image pixel, legend below."""
+    height, width = panels[0][1].shape[:2]
+    scale = max(1.0, _MIN_PANEL_PX / max(height, width))
+    pw, ph, gap, top = width * scale, height * scale, 12.0, 24.0 + (24.0 if title else 0.0)
+    fig_w, fig_h = len(panels) * (pw + gap) + gap, ph + top + gap
+    fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    for k, (name, image) in enumerate(panels):
+        left = gap + k * (pw + gap)
+        ax = fig.add_axes((left / fig_w, gap / fig_h, pw / fig_w, ph / fig_h))
+        ax.imshow(image, interpolation="nearest", resample=False)
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=12, y=1.0 - 6.0 / fig_h, va="top")
+    handles = [Patch(facecolor=c, edgecolor="none", label=n) for n, c in legend]
+    entry_px = 44 + 6.5 * max(len(n) for n, _ in legend)
+    ncols = int(max(1, min(len(legend), fig_w // entry_px)))
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
+        fontsize=9, frameon=False, handlelength=2.0, handleheight=1.2,
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08)
+    return buffer.getvalue()
+
+
+def as_label_array(labels: np.ndarray) -> np.ndarray:
+    """Check a class-id map and return it as 2-D uint8 (no copy when it already is).
+
+    Raises:
+        ValueError: ``labels`` is not a 2-D integer array with values in 0..255.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(
+            f"labels must be a 2-D integer array [H, W], got shape {labels.shape!r} dtype "
+            f"{labels.dtype}; pass the class-id map, not probabilities"
+        )
+    if labels.dtype == np.uint8:
+        return labels
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(
+            f"labels must lie in 0..255 to fit uint8, got {labels.min()}..{labels.max()}"
+        )
+    return labels.astype(np.uint8)
+
+
+def color_rgb255(color: str, name: str) -> np.ndarray:
+    """Parse a colour (hex or matplotlib name) into ``uint8 [3]``.
+
+    Raises:
+        ValueError: ``color`` is not a colour; the message names the parameter ``name``.
+    """
+    try:
+        return np.round(np.asarray(to_rgb(color)) * 255).astype(np.uint8)
+    except ValueError as err:
+        raise ValueError(
+            f"{name}={color!r} is not a colour; use a hex string such as {to_hex('C0')!r}"
+        ) from err
+
+
+def _check_same_length(class_names: Sequence[str], colors: Sequence[str]) -> None:
+    """Reject a colour list that does not pair up with the class names."""
+    if len(colors) != len(class_names):
+        raise ValueError(
+            f"colors has {len(colors)} entries but class_names has {len(class_names)}; "
+            "pass one colour per class or colors=None for the default palette"
+        )
+
+
+def _stride(shape: tuple[int, ...], max_size: int) -> int:
+    """Subsampling step that brings the longest side of ``shape`` to at most ``max_size``."""
+    if max_size < 1:
+        raise ValueError(f"max_size must be >= 1 pixel, got {max_size!r}")
+    return max(1, math.ceil(max(shape) / max_size))
+
+
+def _check_image(image: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    """Require a channel-first RGB image on the same pixel grid as ``shape``."""
+    if np.ndim(image) != 3 or np.shape(image)[0] != 3 or tuple(np.shape(image)[1:]) != shape:
+        raise ValueError(
+            f"{name} must be [3, H, W] with H, W = {tuple(shape)!r}, got shape "
+            f"{np.shape(image)!r}; pass RasterImage.rgb of the same image"
+        )
+
+
+def _to_hwc_uint8(image: np.ndarray) -> np.ndarray:
+    """Channel-first RGB (uint8, or float in 0..1; NaN -> 0) to ``uint8 [H, W, 3]``."""
+    image = np.moveaxis(np.asarray(image), 0, -1)
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    scaled = np.nan_to_num(image.astype(np.float32), nan=0.0) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def _block_any(mask: np.ndarray, step: int) -> np.ndarray:
+    """True per ``step x step`` block holding any True; output shape matches ``[::step]``."""
+    if step == 1:
+        return mask
+    rows = np.logical_or.reduceat(mask, np.arange(0, mask.shape[0], step), axis=0)
+    return np.logical_or.reduceat(rows, np.arange(0, mask.shape[1], step), axis=1)
