@@ -1,4 +1,4 @@
-"""Benchmark SegEarth-OV: windows/s of the backbone alone, the full model batched, and one at a time.
+"""Benchmark SegEarth-OV: windows/s of the backbone, the full model batched and one at a time.
 
 Random weights of the real ViT-B/16 + SimFeatUp architecture (no download), so the numbers
 measure compute, not accuracy. Prints one summary line::
@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.clip_backbone import DenseCLIPEncoder  # noqa: E402
-from models.segearth import SegEarthOV, SegEarthSettings  # noqa: E402
-from models.simfeatup import JBUOne  # noqa: E402
-from models.sliding import plan_windows  # noqa: E402
+from models.clip_backbone import DenseCLIPEncoder
+from models.segearth import SegEarthOV, SegEarthSettings
+from models.simfeatup import JBUOne
+from models.sliding import plan_windows
 
 
 def _random_model(backbone: str, batch: int, device: str) -> SegEarthOV:

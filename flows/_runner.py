@@ -27,14 +27,21 @@ def dask_task_runner(address: str | None = None) -> DaskTaskRunner:
     if _has_cuda() and importlib.util.find_spec("dask_cuda") is not None:
         return DaskTaskRunner(
             cluster_class="dask_cuda.LocalCUDACluster",
-            cluster_kwargs={"threads_per_worker": 1, "resources": {"GPU": 1},
-                            "dashboard_address": None},
+            cluster_kwargs={
+                "threads_per_worker": 1,
+                "resources": {"GPU": 1},
+                "dashboard_address": None,
+            },
         )
     threads = int(os.environ.get(DASK_THREADS_ENV, "1"))
     workers = int(os.environ.get(DASK_WORKERS_ENV, str(max(1, (os.cpu_count() or 1) // threads))))
     return DaskTaskRunner(
-        cluster_kwargs={"n_workers": workers, "threads_per_worker": threads, "processes": True,
-                        "dashboard_address": None}
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": threads,
+            "processes": True,
+            "dashboard_address": None,
+        }
     )
 
 
@@ -57,7 +64,9 @@ def gpu_workers_expected() -> bool:
     resource no worker has would block forever, so it is never guessed for an unknown cluster.
     """
     flag = os.environ.get(GPU_WORKERS_ENV, "").strip().lower() in {"1", "true", "yes"}
-    local_gpu = not os.environ.get(DASK_ADDRESS_ENV) and _has_cuda() and (
-        importlib.util.find_spec("dask_cuda") is not None
+    local_gpu = (
+        not os.environ.get(DASK_ADDRESS_ENV)
+        and _has_cuda()
+        and (importlib.util.find_spec("dask_cuda") is not None)
     )
     return flag or local_gpu

@@ -14,7 +14,9 @@ EXIT_USAGE = 2
 def parse_classes_option(classes: str | None, classes_file: str | None) -> list[str] | Path:
     """``--classes "water,building,tree|forest"`` (``|`` joins synonyms) or ``--classes-file``."""
     if bool(classes) == bool(classes_file):
-        raise ValueError('give exactly one of --classes "water,building,..." or --classes-file FILE')
+        raise ValueError(
+            'give exactly one of --classes "water,building,..." or --classes-file FILE'
+        )
     if classes_file:
         return Path(classes_file)
     entries = [entry.strip() for entry in classes.split(",")]
@@ -25,27 +27,38 @@ def parse_classes_option(classes: str | None, classes_file: str | None) -> list[
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--backbone", default="ViT-B-16", choices=["ViT-B-16", "ViT-B-32", "ViT-L-14"])
-    group.add_argument("--weights", help="CLIP checkpoint path (default: weights dir, then download)")
+    group.add_argument(
+        "--backbone", default="ViT-B-16", choices=["ViT-B-16", "ViT-B-32", "ViT-L-14"]
+    )
+    group.add_argument(
+        "--weights", help="CLIP checkpoint path (default: weights dir, then download)"
+    )
     group.add_argument("--upsampler", default="simfeatup", choices=["simfeatup", "bilinear"])
     group.add_argument("--upsampler-weights", help="SimFeatUp checkpoint path")
     group.add_argument("--prob-thd", type=float, default=0.0, help="min class probability")
-    group.add_argument("--bg-idx", type=int, default=0, help="class index for low-confidence pixels")
+    group.add_argument(
+        "--bg-idx", type=int, default=0, help="class index for low-confidence pixels"
+    )
     group.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     group.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segment", help="segment one image (GeoTIFF, PNG, JPEG) with open vocabulary")
+    p = sub.add_parser(
+        "segment", help="segment one image (GeoTIFF, PNG, JPEG) with open vocabulary"
+    )
     p.add_argument("image", help="input raster")
     p.add_argument("--classes", help='comma-separated classes; "|" joins synonyms: "tree|forest"')
     p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
     p.add_argument("--out", required=True, help="output label GeoTIFF (uint8, colour table)")
     p.add_argument("--png", help="optional coloured preview PNG with legend")
     p.add_argument("--bands", help="1-based R,G,B band indexes of a multiband raster, e.g. 4,3,2")
-    p.add_argument("--resize", default="448",
-                   help="long side the model sees, in pixels (default 448 as published); 'none' "
-                        "keeps the native resolution")
+    p.add_argument(
+        "--resize",
+        default="448",
+        help="long side the model sees, in pixels (default 448 as published); 'none' "
+        "keeps the native resolution",
+    )
     _add_model_options(p)
     p.set_defaults(handler=_run_segment)
 
@@ -62,9 +75,15 @@ def _run_segment(args: argparse.Namespace) -> int:
     image = read_rgb_image(args.image, bands=bands)
     resize = None if args.resize.lower() == "none" else int(args.resize)
     model = SegEarthOV.from_pretrained(
-        args.backbone, weights=args.weights, upsampler=args.upsampler, device=args.device,
-        upsampler_weights=args.upsampler_weights, prob_thd=args.prob_thd, bg_idx=args.bg_idx,
-        batch_size=args.batch_size, resize_long_side=resize,
+        args.backbone,
+        weights=args.weights,
+        upsampler=args.upsampler,
+        device=args.device,
+        upsampler_weights=args.upsampler_weights,
+        prob_thd=args.prob_thd,
+        bg_idx=args.bg_idx,
+        batch_size=args.batch_size,
+        resize_long_side=resize,
     )
     names = model.set_classes(classes).names
     rgb = torch.from_numpy(image.rgb).nan_to_num(0.0).clamp(0, 1)[None]
@@ -74,8 +93,9 @@ def _run_segment(args: argparse.Namespace) -> int:
     colors = class_colors(names)
     write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
     if args.png:
-        write_preview_png(args.png, labels, names, colors=colors, rgb=image.rgb,
-                          title=Path(args.image).name)
+        write_preview_png(
+            args.png, labels, names, colors=colors, rgb=image.rgb, title=Path(args.image).name
+        )
     print(f"wrote {args.out}" + (f" and {args.png}" if args.png else ""))
     return 0
 
@@ -95,8 +115,13 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
 def _run_catalog_add(args: argparse.Namespace) -> int:
     from tasks.local_item import add_local_item
 
-    path = add_local_item(args.image, args.catalog, datetime=args.datetime,
-                          collection=args.collection, overwrite=args.overwrite)
+    path = add_local_item(
+        args.image,
+        args.catalog,
+        datetime=args.datetime,
+        collection=args.collection,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -105,7 +130,8 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="list or fetch model weights")
     wsub = p.add_subparsers(dest="weights_command", required=True)
     wsub.add_parser("list", help="known checkpoints and where they are").set_defaults(
-        handler=_run_weights_list)
+        handler=_run_weights_list
+    )
     fetch = wsub.add_parser("fetch", help="download a checkpoint into the weights directory")
     fetch.add_argument("name", nargs="+")
     fetch.set_defaults(handler=_run_weights_fetch)
@@ -146,12 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``terrawatch`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.handler(args)
-    except (ValueError, LookupError, FileNotFoundError, FileExistsError, ConnectionError,
-            TypeError) as err:
+    except (
+        ValueError,
+        LookupError,
+        FileNotFoundError,
+        FileExistsError,
+        ConnectionError,
+        TypeError,
+    ) as err:
         print(f"terrawatch {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -20,8 +20,11 @@ def add_flow_commands(sub: argparse._SubParsersAction, add_model_options: Callab
     p.add_argument("--end", required=True, help="period end, ISO date (inclusive)")
     p.add_argument("--classes", help='comma-separated classes; "|" joins synonyms: "tree|forest"')
     p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
-    p.add_argument("--catalog", default="earth-search",
-                   help="earth-search, planetary-computer, a STAC API URL or a local folder")
+    p.add_argument(
+        "--catalog",
+        default="earth-search",
+        help="earth-search, planetary-computer, a STAC API URL or a local folder",
+    )
     p.add_argument("--store", required=True, help="Zarr store path or fsspec URL")
     p.add_argument("--resolution", type=float, help="output pixel size in metres (inference GSD)")
     p.add_argument("--crs", help="output CRS, default the AOI's UTM zone")
@@ -46,19 +49,35 @@ def run_landcover_command(args: argparse.Namespace) -> int:
         from models.text import parse_class_names
 
         classes = [",".join(c) for c in parse_class_names(classes).classes]
-    options = ModelOptions(backbone=args.backbone, weights=args.weights, upsampler=args.upsampler,
-                           upsampler_weights=args.upsampler_weights, prob_thd=args.prob_thd,
-                           bg_idx=args.bg_idx, batch_size=args.batch_size)
+    options = ModelOptions(
+        backbone=args.backbone,
+        weights=args.weights,
+        upsampler=args.upsampler,
+        upsampler_weights=args.upsampler_weights,
+        prob_thd=args.prob_thd,
+        bg_idx=args.bg_idx,
+        batch_size=args.batch_size,
+    )
     runner = dask_task_runner(args.address)
     stop = threading.Event()
     bar = threading.Thread(target=_progress_bar, args=(args.store, args.start, stop), daemon=True)
     bar.start()
     try:
         summary = landcover.with_options(task_runner=runner)(
-            aoi=args.aoi, start=args.start, end=args.end, classes=classes, catalog=args.catalog,
-            store=args.store, collections=args.collections, max_cloud=args.max_cloud,
-            max_items=args.max_items, resolution=args.resolution, crs=args.crs, chunk=args.chunk,
-            loader=args.loader, model=options,
+            aoi=args.aoi,
+            start=args.start,
+            end=args.end,
+            classes=classes,
+            catalog=args.catalog,
+            store=args.store,
+            collections=args.collections,
+            max_cloud=args.max_cloud,
+            max_items=args.max_items,
+            resolution=args.resolution,
+            crs=args.crs,
+            chunk=args.chunk,
+            loader=args.loader,
+            model=options,
         )
     finally:
         stop.set()

@@ -24,7 +24,9 @@ class ModelOptions(BaseModel):
     """Segmenter choice and settings (published SegEarth-OV defaults)."""
 
     backbone: Literal["ViT-B-16", "ViT-B-32", "ViT-L-14"] = "ViT-B-16"
-    weights: str | None = Field(None, description="CLIP checkpoint path; default weights dir/download")
+    weights: str | None = Field(
+        None, description="CLIP checkpoint path; default weights dir/download"
+    )
     upsampler: Literal["simfeatup", "bilinear"] = "simfeatup"
     upsampler_weights: str | None = Field(None, description="SimFeatUp checkpoint path")
     prob_thd: float = Field(0.0, ge=0, le=1, description="min class probability, else bg_idx")
@@ -33,10 +35,19 @@ class ModelOptions(BaseModel):
 
     def spec(self, classes: list[str]) -> ModelSpec:
         """The hashable spec the workers load the model from."""
-        settings = (("prob_thd", self.prob_thd), ("bg_idx", self.bg_idx),
-                    ("batch_size", self.batch_size))
-        return ModelSpec(tuple(classes), self.backbone, self.weights, self.upsampler,
-                         self.upsampler_weights, settings)
+        settings = (
+            ("prob_thd", self.prob_thd),
+            ("bg_idx", self.bg_idx),
+            ("batch_size", self.batch_size),
+        )
+        return ModelSpec(
+            tuple(classes),
+            self.backbone,
+            self.weights,
+            self.upsampler,
+            self.upsampler_weights,
+            settings,
+        )
 
 
 @flow(name="landcover", task_runner=dask_task_runner())
@@ -85,21 +96,39 @@ def landcover(
     scheduled = flow_run.get_scheduled_start_time()
     start, end = resolve_period(start, end, period_days, scheduled.date())
     search = search_items_task(catalog, aoi, start, end, collections, max_cloud, max_items)
-    plan = plan_landcover_task(search, aoi, start, end, spec, store, resolution, crs, chunk,
-                               run_id=str(flow_run.get_id() or ""))
-    jobs = [TileJob(store, plan.cube.time_index, tile, chunk, plan.grid, plan.items, loader=loader)
-            for tile in plan.cube.todo]
+    plan = plan_landcover_task(
+        search,
+        aoi,
+        start,
+        end,
+        spec,
+        store,
+        resolution,
+        crs,
+        chunk,
+        run_id=str(flow_run.get_id() or ""),
+    )
+    jobs = [
+        TileJob(store, plan.cube.time_index, tile, chunk, plan.grid, plan.items, loader=loader)
+        for tile in plan.cube.todo
+    ]
     statuses = _run_tiles(jobs, spec, logger)
-    published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution ** 2)
-    return {"store": store, "time": published.time, "tiles": statuses,
-            "tiles_total": plan.cube.n_tiles[0] * plan.cube.n_tiles[1],
-            "areas": list(published.areas), "quicklook": published.quicklook}
+    published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
+    return {
+        "store": store,
+        "time": published.time,
+        "tiles": statuses,
+        "tiles_total": plan.cube.n_tiles[0] * plan.cube.n_tiles[1],
+        "areas": list(published.areas),
+        "quicklook": published.quicklook,
+    }
 
 
 def _run_tiles(jobs: list[TileJob], spec: ModelSpec, logger: Any) -> dict[str, int]:
     """Submit one task per tile, log progress (count and rate) as they finish."""
-    annotate = (dask.annotate(resources={"GPU": 1}) if gpu_workers_expected()
-                else contextlib.nullcontext())
+    annotate = (
+        dask.annotate(resources={"GPU": 1}) if gpu_workers_expected() else contextlib.nullcontext()
+    )
     with annotate:
         futures = [segment_tile_task.submit(job, spec) for job in jobs]
     statuses: dict[str, int] = {}
@@ -110,14 +139,27 @@ def _run_tiles(jobs: list[TileJob], spec: ModelSpec, logger: Any) -> dict[str, i
         statuses[result.status] = statuses.get(result.status, 0) + 1
         pixels += result.pixels
         elapsed = max(time.perf_counter() - started, 1e-9)
-        logger.info("tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s", result.tile, result.status,
-                    done, len(jobs), done / elapsed, pixels / elapsed / 1e6)
+        logger.info(
+            "tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
+            result.tile,
+            result.status,
+            done,
+            len(jobs),
+            done / elapsed,
+            pixels / elapsed / 1e6,
+        )
         update_progress_artifact(progress, 100.0 * done / len(jobs))
     return statuses
 
 
 if __name__ == "__main__":
     # A small run over farmland and a river near Cologne on the embedded defaults.
-    print(landcover(aoi="6.90,50.90,6.96,50.94", start="2024-06-01", end="2024-06-30",
-                    classes=["water,river", "building,roof", "road", "tree,forest", "cropland",
-                             "grass"], store="landcover-cologne.zarr"))
+    print(
+        landcover(
+            aoi="6.90,50.90,6.96,50.94",
+            start="2024-06-01",
+            end="2024-06-30",
+            classes=["water,river", "building,roof", "road", "tree,forest", "cropland", "grass"],
+            store="landcover-cologne.zarr",
+        )
+    )

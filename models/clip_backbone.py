@@ -22,8 +22,14 @@ Attention = Literal["segearth", "sclip", "clearclip", "maskclip", "vanilla"]
 ATTENTION_VARIANTS: tuple[str, ...] = ("segearth", "sclip", "clearclip", "maskclip", "vanilla")
 
 # Keys whose presence marks an OpenAI-layout CLIP ViT state dict (also open_clip's own layout).
-_REQUIRED_KEYS = ("visual.conv1.weight", "visual.proj", "visual.positional_embedding",
-                  "token_embedding.weight", "text_projection", "ln_final.weight")
+_REQUIRED_KEYS = (
+    "visual.conv1.weight",
+    "visual.proj",
+    "visual.positional_embedding",
+    "token_embedding.weight",
+    "text_projection",
+    "ln_final.weight",
+)
 
 
 def load_clip(path: str | Path) -> CLIP:
@@ -61,7 +67,11 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+    if (
+        isinstance(loaded, dict)
+        and "state_dict" in loaded
+        and isinstance(loaded["state_dict"], dict)
+    ):
         loaded = {k.removeprefix("module."): v for k, v in loaded["state_dict"].items()}
     if not isinstance(loaded, dict):
         raise ValueError(f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict")
@@ -89,7 +99,9 @@ class DenseCLIPEncoder(nn.Module):
             SegEarth-OV, 2 for AlignEarth on SAR).
     """
 
-    def __init__(self, visual: nn.Module, attention: Attention = "segearth", last_n_layers: int = 1):
+    def __init__(
+        self, visual: nn.Module, attention: Attention = "segearth", last_n_layers: int = 1
+    ):
         super().__init__()
         if attention not in ATTENTION_VARIANTS:
             raise ValueError(f"attention must be one of {ATTENTION_VARIANTS}, got {attention!r}")

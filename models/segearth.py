@@ -69,13 +69,17 @@ class SegEarthSettings:
 
     def __post_init__(self) -> None:
         if self.window <= 0 or self.stride <= 0 or self.stride > self.window:
-            raise ValueError(f"need 0 < stride <= window, got window={self.window}, stride={self.stride}")
+            raise ValueError(
+                f"need 0 < stride <= window, got window={self.window}, stride={self.stride}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
         if not 0.0 <= self.prob_thd <= 1.0:
             raise ValueError(f"prob_thd must be within 0..1, got {self.prob_thd!r}")
         if self.resize_long_side is not None and self.resize_long_side < 1:
-            raise ValueError(f"resize_long_side must be >= 1 or None, got {self.resize_long_side!r}")
+            raise ValueError(
+                f"resize_long_side must be >= 1 or None, got {self.resize_long_side!r}"
+            )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SegEarthSettings:
@@ -83,7 +87,9 @@ class SegEarthSettings:
         valid = {field.name for field in fields(cls)}
         unknown = sorted(set(kwargs) - valid)
         if unknown:
-            raise TypeError(f"unknown SegEarth-OV settings {unknown}; valid settings: {sorted(valid)}")
+            raise TypeError(
+                f"unknown SegEarth-OV settings {unknown}; valid settings: {sorted(valid)}"
+            )
         return cls(**kwargs)
 
 
@@ -200,7 +206,9 @@ class SegEarthOV(nn.Module):
         """
         classes = parse_class_names(names_or_path)
         if len(classes.classes) > MAX_CLASSES:
-            raise ValueError(f"at most {MAX_CLASSES} classes are supported, got {len(classes.classes)}")
+            raise ValueError(
+                f"at most {MAX_CLASSES} classes are supported, got {len(classes.classes)}"
+            )
         if not 0 <= self.settings.bg_idx < len(classes.classes):
             raise ValueError(
                 f"bg_idx={self.settings.bg_idx} is not a class index of {list(classes.names)}; "
@@ -253,8 +261,9 @@ class SegEarthOV(nn.Module):
         count = x.new_zeros(batch, 1, size_h, size_w)
         windows = plan_windows(batch, size_h, size_w, settings.window, settings.stride)
         for group in _batches(windows, settings.batch_size):
-            crops = torch.stack([x[w.image, :, w.top : w.top + w.height, w.left : w.left + w.width]
-                                 for w in group])
+            crops = torch.stack(
+                [x[w.image, :, w.top : w.top + w.height, w.left : w.left + w.width] for w in group]
+            )
             logits = self.window_logits(crops)
             for window, logit in zip(group, logits, strict=True):
                 rows = slice(window.top, window.top + window.height)
@@ -263,7 +272,9 @@ class SegEarthOV(nn.Module):
                 count[window.image, :, rows, cols] += 1
         logits = canvas / count
         if (size_h, size_w) != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
         return logits
 
     @torch.inference_mode()
@@ -281,9 +292,12 @@ class SegEarthOV(nn.Module):
         with self._autocast():
             patches, cls = self.encoder(padded)
             if self.upsampler is None:
-                logits = torch.einsum("ndhw,qd->nqhw", F.normalize(patches.float(), dim=1), self._text)
-                logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear",
-                                       align_corners=False)
+                logits = torch.einsum(
+                    "ndhw,qd->nqhw", F.normalize(patches.float(), dim=1), self._text
+                )
+                logits = F.interpolate(
+                    logits, size=padded.shape[-2:], mode="bilinear", align_corners=False
+                )
             else:
                 logits = self._upsampled_logits(patches, padded)
         if self.settings.gba_lambda:
@@ -343,7 +357,9 @@ def _build_upsampler(
         )
     steps = math.log2(patch)
     if not steps.is_integer():
-        raise ValueError(f"SimFeatUp upsamples by powers of 2; patch size {patch} of {backbone} is not")
+        raise ValueError(
+            f"SimFeatUp upsamples by powers of 2; patch size {patch} of {backbone} is not"
+        )
     path = resolve_weights(SIMFEATUP_WEIGHTS, explicit)
     module = load_simfeatup(path, steps=int(steps))
     embed_dim = int(clip.visual.proj.shape[1])
@@ -372,7 +388,9 @@ def _check_images(images: Tensor) -> None:
             f"select three bands (R, G, B) and add a batch dimension"
         )
     if not images.is_floating_point():
-        raise ValueError(f"images must be float in 0..1, got dtype {images.dtype}; divide uint8 by 255")
+        raise ValueError(
+            f"images must be float in 0..1, got dtype {images.dtype}; divide uint8 by 255"
+        )
     low, high = float(images.min()), float(images.max())
     if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:
         raise ValueError(

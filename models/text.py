@@ -79,7 +79,9 @@ def parse_class_names(names_or_path: str | Path | Sequence[str]) -> ClassNames:
     queries = [name for synonyms in classes for name in synonyms]
     duplicates = sorted({name for name in queries if queries.count(name) > 1})
     if duplicates:
-        raise ValueError(f"{source} repeats the query words {duplicates}; each word may appear once")
+        raise ValueError(
+            f"{source} repeats the query words {duplicates}; each word may appear once"
+        )
     return ClassNames(classes)
 
 

@@ -138,11 +138,15 @@ def resolve_weights(name: str, explicit: str | Path | None = None) -> Path:
     if local.is_file():
         return local
     if is_offline():
-        raise WeightsNotFoundError(_missing_message(entry, local, "downloads are off (offline mode)"))
+        raise WeightsNotFoundError(
+            _missing_message(entry, local, "downloads are off (offline mode)")
+        )
     try:
         return _download(entry)
     except Exception as err:  # any network/HTTP/checksum failure: one clear message
-        raise WeightsNotFoundError(_missing_message(entry, local, f"download failed: {err}")) from err
+        raise WeightsNotFoundError(
+            _missing_message(entry, local, f"download failed: {err}")
+        ) from err
 
 
 def _missing_message(entry: WeightsEntry, local: Path, why: str) -> str:

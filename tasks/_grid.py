@@ -36,7 +36,9 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         if not self.resolution > 0:
-            raise InputError(f"resolution must be > 0 (CRS units per pixel), got {self.resolution!r}")
+            raise InputError(
+                f"resolution must be > 0 (CRS units per pixel), got {self.resolution!r}"
+            )
         if not (self.right > self.left and self.top > self.bottom):
             raise InputError(
                 f"grid bounds must have left < right and bottom < top, got "

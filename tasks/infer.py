@@ -49,8 +49,12 @@ class ModelSpec:
     def load(self, device: str | None = None) -> SegEarthOV:
         """Build the model (native resolution: no long-side resize) and set its classes."""
         model = SegEarthOV.from_pretrained(
-            self.backbone, weights=self.weights, upsampler=self.upsampler, device=device,
-            upsampler_weights=self.upsampler_weights, **dict(self.settings),
+            self.backbone,
+            weights=self.weights,
+            upsampler=self.upsampler,
+            device=device,
+            upsampler_weights=self.upsampler_weights,
+            **dict(self.settings),
         )
         model.with_settings(resize_long_side=None)
         model.set_classes(list(self.classes))
@@ -139,8 +143,10 @@ def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
         return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
     core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
     rgb, valid = read_composite(job.items, job.grid, outer, job.loader)
-    inner = (slice(core[0].start - outer[0].start, core[0].stop - outer[0].start),
-             slice(core[1].start - outer[1].start, core[1].stop - outer[1].start))
+    inner = (
+        slice(core[0].start - outer[0].start, core[0].stop - outer[0].start),
+        slice(core[1].start - outer[1].start, core[1].stop - outer[1].start),
+    )
     shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
     if not valid[inner].any():
         empty = np.full(shape, NODATA, np.uint8)
@@ -154,12 +160,14 @@ def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
 def tile_windows(
     grid: GridSpec, tile: tuple[int, int], chunk: int, halo: int
 ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """Pixel windows (rows, cols) of a tile's core and of the core plus halo, clipped to the grid."""
+    """Pixel windows (rows, cols) of a tile's core and of core plus halo, clipped to the grid."""
     height, width = grid.shape
     row0, col0 = tile[0] * chunk, tile[1] * chunk
     core = (slice(row0, min(row0 + chunk, height)), slice(col0, min(col0 + chunk, width)))
-    outer = (slice(max(core[0].start - halo, 0), min(core[0].stop + halo, height)),
-             slice(max(core[1].start - halo, 0), min(core[1].stop + halo, width)))
+    outer = (
+        slice(max(core[0].start - halo, 0), min(core[0].stop + halo, height)),
+        slice(max(core[1].start - halo, 0), min(core[1].stop + halo, width)),
+    )
     return core, outer
 
 
@@ -173,7 +181,9 @@ def read_composite(
     return composite["rgb"].values.astype(np.float32), composite["valid"].values.astype(bool)
 
 
-def segment_array(model: SegEarthOV, rgb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_array(
+    model: SegEarthOV, rgb: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels (uint8, 255 outside ``valid``) and confidence (NaN outside) of one image."""
     image = torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)[None]
     labels, confidence = model.predict(image)
@@ -184,5 +194,6 @@ def segment_array(model: SegEarthOV, rgb: np.ndarray, valid: np.ndarray) -> tupl
     return labels, confidence
 
 
-segment_tile_task = task(segment_tile, name="segment-tile", retries=1, retry_delay_seconds=5,
-                         cache_policy=NO_CACHE)
+segment_tile_task = task(
+    segment_tile, name="segment-tile", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE
+)

@@ -64,13 +64,24 @@ def plan_landcover(
     classes = ClassTable(
         names=model.classes.names, synonyms=tuple(tuple(s) for s in model.classes.classes)
     )
-    provenance = dict(model.provenance(), run_id=run_id or uuid.uuid4().hex,
-                      catalog=search.catalog, items=list(search.ids),
-                      dropped_items=[list(d) for d in search.dropped])
+    model_info = {k: v for k, v in model.provenance().items() if k != "classes"}  # cube has them
+    provenance = dict(
+        model_info,
+        run_id=run_id or uuid.uuid4().hex,
+        catalog=search.catalog,
+        items=list(search.ids),
+        dropped_items=[list(d) for d in search.dropped],
+    )
     step = TimeStep(time=str(start)[:10], end=str(end)[:10], items=tuple(i["id"] for i in items))
     cube = prepare_cube(store, grid, classes, step, provenance, chunk)
-    logger.info("grid %s %dx%d px at %g; %d of %d tiles to do", grid.crs, *grid.shape,
-                grid.resolution, len(cube.todo), cube.n_tiles[0] * cube.n_tiles[1])
+    logger.info(
+        "grid %s %dx%d px at %g; %d of %d tiles to do",
+        grid.crs,
+        *grid.shape,
+        grid.resolution,
+        len(cube.todo),
+        cube.n_tiles[0] * cube.n_tiles[1],
+    )
     return RunPlan(cube, grid, items, classes)
 
 
@@ -94,10 +105,15 @@ def resolve_period(
 
 def best_first(items: tuple[dict, ...]) -> tuple[dict, ...]:
     """Least cloudy first (then by time and id): the composite takes the first valid pixel."""
+
     def key(item: dict) -> tuple[float, str, str]:
         props = item.get("properties", {})
         cloud = props.get("eo:cloud_cover")
-        return (float(cloud) if cloud is not None else 100.0, str(props.get("datetime")), item["id"])
+        return (
+            float(cloud) if cloud is not None else 100.0,
+            str(props.get("datetime")),
+            item["id"],
+        )
 
     return tuple(sorted(items, key=key))
 

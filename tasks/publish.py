@@ -42,14 +42,18 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
     cube = open_cube(store, mask_and_scale=False)
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
     labels = _strided_labels(cube, time_index)
-    png = quicklook_png(labels, names, colors=class_colors(names), title=f"{Path(store).name} {time}")
+    png = quicklook_png(
+        labels, names, colors=class_colors(names), title=f"{Path(store).name} {time}"
+    )
     quicklook = _write_beside(store, f"quicklook-{time}.png", png)
     key = _artifact_key(store)
     create_table_artifact(areas, key=f"{key}-areas", description=f"Class areas, {store} at {time}")
     encoded = base64.b64encode(png).decode("ascii")
     create_markdown_artifact(
-        f"### Land cover {time}\n\nStore: `{store}`\n\n![quicklook](data:image/png;base64,{encoded})",
-        key=f"{key}-quicklook", description=f"Quicklook of {store} at {time}",
+        f"### Land cover {time}\n\nStore: `{store}`\n\n"
+        f"![quicklook](data:image/png;base64,{encoded})",
+        key=f"{key}-quicklook",
+        description=f"Quicklook of {store} at {time}",
     )
     return PublishedStep(store, time, tuple(areas), quicklook)
 
@@ -58,8 +62,11 @@ def _strided_labels(cube, time_index: int) -> np.ndarray:
     """Read only every n-th pixel, so a continental cube gives a small picture cheaply."""
     height, width = cube.sizes["y"], cube.sizes["x"]
     step = max(1, -(-max(height, width) // QUICKLOOK_MAX_SIZE))
-    return cube["landcover"].isel(time=time_index, y=slice(None, None, step),
-                                  x=slice(None, None, step)).values
+    return (
+        cube["landcover"]
+        .isel(time=time_index, y=slice(None, None, step), x=slice(None, None, step))
+        .values
+    )
 
 
 def _write_beside(store: str, suffix: str, payload: bytes) -> str | None:

@@ -21,7 +21,9 @@ def shared_data(*parts: str) -> Path:
     """Path under ../shared/data, skipping the test when the folder is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared test data not available: {path} (expected ../shared/data beside the repo)")
+        pytest.skip(
+            f"shared test data not available: {path} (expected ../shared/data beside the repo)"
+        )
     return path
 
 
@@ -33,8 +35,9 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("TERRAWATCH_TEXT_CACHE", str(root / "text-cache"))
 
 
-def build_tiny_clip(seed: int = 0, embed_dim: int = 32, width: int = 64, layers: int = 2,
-                    patch: int = 16):
+def build_tiny_clip(
+    seed: int = 0, embed_dim: int = 32, width: int = 64, layers: int = 2, patch: int = 16
+):
     """A random-weight CLIP of the real ViT architecture (OpenAI key layout), 3.4 M params."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 

@@ -7,8 +7,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_MODELS = ("prefect", "dask", "distributed", "xarray", "pystac", "zarr", "odc", "flows",
-                       "tasks", "rasterio")
+FORBIDDEN_IN_MODELS = (
+    "prefect",
+    "dask",
+    "distributed",
+    "xarray",
+    "pystac",
+    "zarr",
+    "odc",
+    "flows",
+    "tasks",
+    "rasterio",
+)
 
 
 def test_models_import_no_orchestration_or_catalog_code():
@@ -19,8 +29,9 @@ def test_models_import_no_orchestration_or_catalog_code():
         f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_IN_MODELS!r}]\n"
         "print(','.join(sorted(bad)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == ""
 
 

@@ -31,7 +31,7 @@ def text_queries(clip, queries: list[str]) -> torch.Tensor:
 def modified_forward(visual, x: torch.Tensor, variant: str, last_n: int):
     """Blocks 1..L-n normal; the last n contribute out_proj(A·v) of ln_1(x), summed."""
     tokens = visual.conv1(x)  # [1, W, h, w]
-    _, width, gh, gw = tokens.shape
+    gh, gw = tokens.shape[-2:]
     tokens = tokens.flatten(2).transpose(1, 2)
     tokens = torch.cat([visual.class_embedding.view(1, 1, -1), tokens], dim=1)
     tokens = tokens + visual.positional_embedding
@@ -57,8 +57,10 @@ def attention_output(block, tokens: torch.Tensor, variant: str) -> torch.Tensor:
     outs = []
     for h in range(heads):
         qh, kh, vh = (t[:, h * dh : (h + 1) * dh] for t in (q, k, v))
-        s = dh**-0.5
-        sm = lambda a, b: torch.softmax(s * a @ b.T, dim=-1)  # noqa: E731
+
+        def sm(a, b):
+            return torch.softmax(dh**-0.5 * a @ b.T, dim=-1)
+
         if variant == "segearth":
             a = sm(qh, qh) + sm(kh, kh) + sm(vh, vh)
         elif variant == "sclip":
@@ -84,8 +86,11 @@ def jbu_step(up, source: torch.Tensor, guidance_full: torch.Tensor) -> torch.Ten
     proj_pad = F.pad(proj, [r] * 4, mode="reflect")
     temp = up.range_temp.exp().clamp(1e-4, 1e4)
     logits = torch.stack(
-        [(proj_pad[:, :, i : i + H, j : j + W] * proj).sum(1)[0] * temp
-         for i in range(d) for j in range(d)]
+        [
+            (proj_pad[:, :, i : i + H, j : j + W] * proj).sum(1)[0] * temp
+            for i in range(d)
+            for j in range(d)
+        ]
     )  # [T, H, W]
     rng = torch.softmax(logits, dim=0)
     lin = torch.linspace(-1, 1, d)
@@ -107,13 +112,26 @@ def jbu_one(upsampler, feats: torch.Tensor, guidance: torch.Tensor, steps: int =
     for _ in range(steps):
         x = jbu_step(upsampler.up, x, guidance)
     conv = upsampler.fixup_proj[1]
-    return x + 0.1 * (torch.einsum("ed,dhw->ehw", conv.weight[:, :, 0, 0], x) + conv.bias[:, None, None])
+    return x + 0.1 * (
+        torch.einsum("ed,dhw->ehw", conv.weight[:, :, 0, 0], x) + conv.bias[:, None, None]
+    )
 
 
 @torch.no_grad()
-def reference_scores(clip, upsampler, image: torch.Tensor, classes: list[list[str]], *,
-                     variant="segearth", last_n=1, gba=0.3, resize=448, window=224, stride=112,
-                     scale=50.0) -> torch.Tensor:
+def reference_scores(
+    clip,
+    upsampler,
+    image: torch.Tensor,
+    classes: list[list[str]],
+    *,
+    variant="segearth",
+    last_n=1,
+    gba=0.3,
+    resize=448,
+    window=224,
+    stride=112,
+    scale=50.0,
+) -> torch.Tensor:
     """Merged class probabilities [C, H, W] of one RGB image [3, H, W] in 0..1."""
     queries = [q for syn in classes for q in syn]
     owner = [c for c, syn in enumerate(classes) for _ in syn]
@@ -122,7 +140,9 @@ def reference_scores(clip, upsampler, image: torch.Tensor, classes: list[list[st
     x = image[None]
     if resize:
         f = resize / max(H0, W0)
-        x = F.interpolate(x, size=(round(H0 * f), round(W0 * f)), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            x, size=(round(H0 * f), round(W0 * f)), mode="bilinear", align_corners=False
+        )
     mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
     x = ((x - mean) / std)[0]
@@ -141,13 +161,19 @@ def reference_scores(clip, upsampler, image: torch.Tensor, classes: list[list[st
                 logits = torch.einsum("dhw,qd->qhw", hr / hr.norm(dim=0, keepdim=True), text)
             else:
                 lo = torch.einsum("dhw,qd->qhw", feats / feats.norm(dim=0, keepdim=True), text)
-                logits = F.interpolate(lo[None], size=crop.shape[-2:], mode="bilinear",
-                                       align_corners=False)[0]
+                logits = F.interpolate(
+                    lo[None], size=crop.shape[-2:], mode="bilinear", align_corners=False
+                )[0]
             logits = logits - gba * ((cls / cls.norm()) @ text.T)[:, None, None]
             canvas[:, y1:y2, x1:x2] += logits
             count[:, y1:y2, x1:x2] += 1
-    logits = F.interpolate((canvas / count)[None], size=(H0, W0), mode="bilinear",
-                           align_corners=False)[0]
+    logits = F.interpolate(
+        (canvas / count)[None], size=(H0, W0), mode="bilinear", align_corners=False
+    )[0]
     probs = torch.softmax(scale * logits, dim=0)
-    return torch.stack([probs[[q for q, o in enumerate(owner) if o == c]].max(0).values
-                        for c in range(len(classes))])
+    return torch.stack(
+        [
+            probs[[q for q, o in enumerate(owner) if o == c]].max(0).values
+            for c in range(len(classes))
+        ]
+    )

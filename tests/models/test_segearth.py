@@ -39,13 +39,15 @@ def test_predict_logits_matches_reference_for_each_attention(tiny_model_files, v
     model = _load(tiny_model_files, attention=variant, resize_long_side=300)
     model.set_classes([",".join(c) for c in CLASSES])
     image = _image(0, 240, 200)
-    expected = reference_scores(model.clip, model.upsampler, image[0], CLASSES, variant=variant,
-                                resize=300)
+    expected = reference_scores(
+        model.clip, model.upsampler, image[0], CLASSES, variant=variant, resize=300
+    )
     assert torch.allclose(model.predict_logits(image)[0], expected, atol=2e-4)
 
 
-@pytest.mark.parametrize(("upsampler", "gba"), [("simfeatup", 0.0), ("bilinear", 0.3),
-                                                ("bilinear", 0.0)])
+@pytest.mark.parametrize(
+    ("upsampler", "gba"), [("simfeatup", 0.0), ("bilinear", 0.3), ("bilinear", 0.0)]
+)
 def test_predict_logits_matches_reference_with_and_without_upsampler_and_gba(
     tiny_model_files, upsampler, gba
 ):
@@ -61,8 +63,9 @@ def test_sclip_over_last_two_layers_matches_reference(tiny_model_files):
     model = _load(tiny_model_files, attention="sclip", last_n_layers=2, resize_long_side=None)
     model.set_classes([",".join(c) for c in CLASSES])
     image = _image(2, 224, 224)
-    expected = reference_scores(model.clip, model.upsampler, image[0], CLASSES, variant="sclip",
-                                last_n=2, resize=None)
+    expected = reference_scores(
+        model.clip, model.upsampler, image[0], CLASSES, variant="sclip", last_n=2, resize=None
+    )
     assert torch.allclose(model.predict_logits(image)[0], expected, atol=2e-4)
 
 

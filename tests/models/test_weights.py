@@ -61,7 +61,7 @@ def test_bilinear_upsampler_needs_no_simfeatup_file(tiny_clip_path):
 
 
 def test_backbone_patch_size_must_match_the_weights(tiny_clip_path):
-    with pytest.raises(ValueError, match="patch size 16.*needs 32"):
+    with pytest.raises(ValueError, match=r"patch size 16.*needs 32"):
         SegEarthOV.from_pretrained("ViT-B-32", weights=tiny_clip_path, upsampler="bilinear")
 
 
