@@ -58,6 +58,7 @@ def run_landcover_command(args: argparse.Namespace) -> int:
         bg_idx=args.bg_idx,
         batch_size=args.batch_size,
     )
+    _preflight(args, classes)
     runner = dask_task_runner(args.address)
     stop = threading.Event()
     bar = threading.Thread(target=_progress_bar, args=(args.store, args.start, stop), daemon=True)
@@ -84,6 +85,33 @@ def run_landcover_command(args: argparse.Namespace) -> int:
         bar.join(timeout=5)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _preflight(args: argparse.Namespace, classes: list[str]) -> None:
+    """Fail in seconds, before a cluster starts: bad input, unreachable catalog, no weights.
+
+    The catalog search validates the AOI, dates and collections and reaches the catalog; the
+    weights are resolved (downloaded once on first use, into the weights directory the
+    workers read from).
+    """
+    from models.segearth import SIMFEATUP_WEIGHTS
+    from models.text import parse_class_names
+    from models.weights import resolve_weights
+    from tasks.catalog import search_items
+
+    parse_class_names(classes)
+    search_items(
+        args.catalog,
+        args.aoi,
+        args.start,
+        args.end,
+        args.collections,
+        args.max_cloud,
+        args.max_items,
+    )
+    resolve_weights(args.backbone, args.weights)
+    if args.upsampler == "simfeatup":
+        resolve_weights(SIMFEATUP_WEIGHTS, args.upsampler_weights)
 
 
 def _progress_bar(store: str, start: str, stop: threading.Event) -> None:

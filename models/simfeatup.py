@@ -171,14 +171,17 @@ class JBUOne(nn.Module):
         """
         h, w = source_hw
         _check_inputs(self.up, (guidance.shape[0], 1, h, w), guidance)
-        kernels = []
+        taps, kernels = self.up.fixup_proj[3].out_channels, []
         for _ in range(self.steps):
             plan = _Plan(guidance.shape[0], h, w)
             guide = self.up._prepare(guidance, (2 * h, 2 * w), (plan.height, plan.width))
-            rows = [self.up._kernel_rows(guide, y0, y1) for y0, y1 in plan.strips()]
-            kernel = rows[0] if len(rows) == 1 else torch.cat(rows, dim=1)
-            taps = self.up.fixup_proj[3].out_channels
-            kernels.append(kernel[:, : 2 * h, : 2 * w, :taps].permute(0, 3, 1, 2))
+            kernel = None
+            for y0, y1 in plan.strips():
+                rows = self.up._kernel_rows(guide, y0, y1)[..., :taps]
+                if kernel is None:
+                    kernel = rows.new_empty(plan.batch, plan.height, plan.width, taps)
+                kernel[:, y0:y1] = rows
+            kernels.append(kernel[:, : 2 * h, : 2 * w].permute(0, 3, 1, 2))
             h, w = 2 * h, 2 * w
         return kernels
 
@@ -262,7 +265,8 @@ def _run_steps(
         else:
             out = _source_buffer(following, lanes, (plan.height, plan.width), up.radius, source)
             region = out[:, halo : halo + plan.height, halo : halo + plan.width]
-        kernel = None if kernels is None else _padded_kernel(kernels[step], plan)
+        taps = up.fixup_proj[3].out_channels
+        kernel = None if kernels is None else _padded_kernel(kernels[step], plan, taps)
         _step(up, src, plan, guidance, kernel, region)
         src, plan = out, following
     return src[:, : plan.source_h, : plan.source_w].permute(0, 3, 1, 2)
@@ -274,7 +278,8 @@ def _step(
 ) -> None:  # fmt: skip
     """One x2 step: per strip, kernels -> source-space kernels in tile matrices -> products."""
     band = 2 * _CONV_TILE
-    fold = _Fold.make(plan, up.radius, src.device)
+    rows = _bicubic_windows(plan.source_h, plan.height, up.radius).to(src.device)
+    cols = _bicubic_windows(plan.source_w, plan.width, up.radius).to(src.device)
     guide = None
     if kernel is None:
         guide = up._prepare(
@@ -285,34 +290,12 @@ def _step(
         k = up._kernel_rows(guide, y0, y1) if guide is not None else kernel[:, y0:y1]
         if weights is None or (torch.is_grad_enabled() and (k.requires_grad or src.requires_grad)):
             # reused when autograd is off: only the kernel entries change from strip to strip
-            weights = _weight_buffer(plan, fold.rows.shape[-1], src)
-        matrices = _fill_tiles(weights, k, fold, y0, y1)
+            weights = _weight_buffer(plan, rows.shape[-1], src)
+        keff = _effective_kernels(k, rows[y0:y1].to(k.dtype), cols.to(k.dtype))
+        matrices = _fill_tiles(weights, keff)
         tiles = _tile_products(src, matrices, y0 // band, plan.tile_cols)
         target = region[:, y0:y1].view(*tiles.shape[:2], band, tiles.shape[2], band, -1)
         target.copy_(tiles.permute(0, 1, 3, 2, 4, 5)[..., : target.shape[-1]])
-
-
-@dataclass(frozen=True)
-class _Fold:
-    """Bicubic x2 + reflect padding of one step as per-row/column window weights."""
-
-    rows: Tensor  # [H', d, S] see _bicubic_windows
-    cols: Tensor  # [W', d, S]
-    parity: Tensor  # [2, 2, d * d, S * S] kron of the interior row/column weights by parity
-    interior_rows: tuple[int, int]  # output rows whose weights are the parity templates
-    interior_tiles: tuple[int, int]  # conv-tile columns made only of such columns
-
-    @classmethod
-    def make(cls, plan: _Plan, radius: int, device: torch.device) -> _Fold:
-        band = 2 * _CONV_TILE
-        first, last = _interior(plan.source_w, radius)
-        return cls(
-            rows=_bicubic_windows(plan.source_h, plan.height, radius).to(device),
-            cols=_bicubic_windows(plan.source_w, plan.width, radius).to(device),
-            parity=_parity_kernels(radius).to(device),
-            interior_rows=_interior(plan.source_h, radius),
-            interior_tiles=(-(-first // band), last // band),
-        )
 
 
 def _check_inputs(up: JBULearnedRange, source_shape: tuple[int, ...], guidance: Tensor) -> None:
@@ -351,15 +334,15 @@ def _source_buffer(
     return like.new_zeros(plan.batch, rows, cols, channels)
 
 
-def _padded_kernel(kernel: Tensor, plan: _Plan) -> Tensor:
+def _padded_kernel(kernel: Tensor, plan: _Plan, taps: int) -> Tensor:
     """A :meth:`JBUOne.step_kernels` tensor as channels-last ``[B, H', W', T]``, zero-padded."""
-    height, width = 2 * plan.source_h, 2 * plan.source_w
-    if kernel.dim() != 4 or (kernel.shape[0], *kernel.shape[2:]) != (plan.batch, height, width):
+    expected = (plan.batch, taps, 2 * plan.source_h, 2 * plan.source_w)
+    if tuple(kernel.shape) != expected:
         raise ValueError(
             f"kernels must come from step_kernels for this guidance and source size: expected "
-            f"[{plan.batch}, T, {height}, {width}], got {tuple(kernel.shape)!r}"
+            f"shape {expected!r}, got {tuple(kernel.shape)!r}"
         )
-    pads = [0, 0, 0, plan.width - width, 0, plan.height - height]
+    pads = [0, 0, 0, plan.width - expected[3], 0, plan.height - expected[2]]
     return F.pad(kernel.permute(0, 2, 3, 1), pads)
 
 
@@ -370,19 +353,15 @@ def _weight_buffer(plan: _Plan, size: int, like: Tensor) -> Tensor:
     return like.new_zeros(tiles, band, band, window, window)
 
 
-def _fill_tiles(weights: Tensor, k: Tensor, fold: _Fold, y0: int, y1: int) -> Tensor:
-    """Write the strip's kernels, moved to source space, into its dense tile matrices.
+def _fill_tiles(weights: Tensor, keff: Tensor) -> Tensor:
+    """Place a strip's source-space kernels ``[B, R, W', S, S]`` in dense tile matrices.
 
     Output pixel ``(2m + dy, 2n + dx)`` of a tile reads the 9x9 source window starting at its
     block ``(m, n)``; placing its kernel there gives a ``[64, 12 * 12]`` matrix per 8x8 tile.
-    Away from the image border the fold only depends on the pixel parity, so one GEMM per
-    parity does it; border tiles use the per-row/column weights.
-
-    Returns:
-        The filled ``[tiles, 64, 144]`` matrices (a view of ``weights``).
+    Returns those ``[tiles, 64, 144]`` matrices (a view of ``weights``).
     """
-    batch, rows, cols = k.shape[:3]
-    t, size, band = _CONV_TILE, fold.rows.shape[-1], 2 * _CONV_TILE
+    batch, rows, cols, size = keff.shape[:4]
+    t, band = _CONV_TILE, 2 * _CONV_TILE
     nrows, ncols = rows // band, cols // band
     count = batch * nrows * ncols
     w = weights[:count]
@@ -391,22 +370,8 @@ def _fill_tiles(weights: Tensor, k: Tensor, fold: _Fold, y0: int, y1: int) -> Te
         (batch, nrows, ncols, t, 2, t, 2, size, size),
         (nrows * ncols * s0, ncols * s0, s0, 2 * spy + sey, spy, 2 * spx + sex, spx, sey, sex),
     )
-    first, last = fold.interior_tiles
-    if not (fold.interior_rows[0] <= y0 and y1 <= fold.interior_rows[1] and first < last):
-        first, last = ncols, ncols
-    for a, b in ((0, first), (last, ncols)):
-        if a < b:
-            keff = _effective_kernels(
-                k[:, :, a * band : b * band], fold.rows[y0:y1].to(k.dtype),
-                fold.cols[a * band : b * band].to(k.dtype),
-            )  # fmt: skip
-            blocks = keff.view(batch, nrows, t, 2, b - a, t, 2, size, size)
-            scatter[:, :, a:b].copy_(blocks.permute(0, 1, 4, 2, 3, 5, 6, 7, 8))
-    parity, taps = fold.parity.to(k.dtype), fold.parity.shape[2]
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)) if first < last else ():
-        part = torch.matmul(k[:, dy::2, first * band + dx : last * band : 2, :taps], parity[dy, dx])
-        part = part.view(batch, nrows, t, last - first, t, size, size).permute(0, 1, 3, 2, 4, 5, 6)
-        scatter[:, :, first:last, :, dy, :, dx].copy_(part)
+    blocks = keff.view(batch, nrows, t, 2, ncols, t, 2, size, size)
+    scatter.copy_(blocks.permute(0, 1, 4, 2, 3, 5, 6, 7, 8))
     return w.view(count, 4 * t * t, -1)
 
 
@@ -446,12 +411,12 @@ def _range_logits(keys: Tensor, temp: Tensor, radius: int, width: int) -> Tensor
     ).reshape(-1, ext, ext, dim)
     centre = halo[:, radius : radius + g, radius : radius + g] * temp
     gram = torch.bmm(
-        halo.reshape(-1, ext * ext, dim), centre.reshape(-1, g * g, dim).transpose(1, 2)
+        centre.reshape(-1, g * g, dim), halo.reshape(-1, ext * ext, dim).transpose(1, 2)
     )
-    s0 = gram.stride(0)  # gram[tile, ey, ex, py, px]; tap (i, j) of pixel (py, px) is ey = py + i
+    s0 = gram.stride(0)  # gram[tile, py, px, ey, ex]; tap (i, j) of pixel (py, px) is ey = py + i
     taps = gram.as_strided(
         (batch, nrows, ncols, g, g, d, d),
-        (nrows * ncols * s0, ncols * s0, s0, ext * g * g + g, g * g + 1, ext * g * g, g * g),
+        (nrows * ncols * s0, ncols * s0, s0, g * ext * ext + ext, ext * ext + 1, ext, 1),
     )
     out = gram.new_empty(batch, nrows, g, ncols, g, width)
     out[..., d * d :] = -math.inf
@@ -509,29 +474,6 @@ def _bicubic_windows(n_in: int, n_padded: int, radius: int) -> Tensor:
     return windows
 
 
-@functools.lru_cache(maxsize=8)
-def _parity_kernels(radius: int) -> Tensor:
-    """``[2, 2, d*d, S*S]``: ``kron(rows_dy, cols_dx)`` of the interior window weights."""
-    n_in = 4 * (radius + 4)  # rows n_in, n_in + 1 are far from both borders
-    even, odd = _bicubic_windows(n_in, 2 * n_in, radius)[n_in : n_in + 2]
-    pair = torch.stack([even, odd])
-    d, size = pair.shape[1:]
-    return torch.einsum("ais,bju->abijsu", pair, pair).reshape(2, 2, d * d, size * size)
-
-
-@functools.lru_cache(maxsize=64)
-def _interior(n_in: int, radius: int) -> tuple[int, int]:
-    """Output rows ``[first, last)`` whose window weights equal the parity templates."""
-    windows = _bicubic_windows(n_in, 2 * n_in, radius)
-    n_t = 4 * (radius + 4)
-    templates = _bicubic_windows(n_t, 2 * n_t, radius)[n_t : n_t + 2]
-    same = (windows == templates[torch.arange(2 * n_in) % 2]).flatten(1).all(1)
-    found = same.nonzero().flatten().tolist()
-    if not found or not bool(same[found[0] : found[-1] + 1].all()):
-        return 0, 0
-    return found[0], found[-1] + 1
-
-
 def load_simfeatup(path: str | Path, feat_dim: int | None = None, steps: int = 4) -> JBUOne:
     """Load the published Lightning checkpoint (``xclip_jbu_one_million_aid.ckpt``) in eval mode.
 
@@ -575,8 +517,8 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
     """The checkpoint's ``state_dict`` with the ``upsampler.`` prefix removed."""
     if not path.is_file():
         raise FileNotFoundError(
-            f"SimFeatUp checkpoint {str(path)!r} does not exist; pass the path of "
-            f"xclip_jbu_one_million_aid.ckpt (or use upsampler='bilinear')"
+            f"SimFeatUp checkpoint {str(path)!r} does not exist; pass the path of the "
+            f"published xclip_jbu_one_million_aid.ckpt (or a file saved in its format)"
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)

@@ -129,6 +129,14 @@ def test_precomputed_kernels_give_the_same_upsampling():
                        module.upsample_linear(source, guidance))  # fmt: skip
 
 
+def test_kernels_for_another_source_size_are_refused():
+    module = random_module(feat_dim=4, steps=2, seed=16)
+    source, guidance = inputs(1, 4, (4, 4), (16, 16))
+    kernels = module.step_kernels(guidance, (4, 6))
+    with pytest.raises(ValueError, match="kernels must come from step_kernels"):
+        module.upsample_linear(source, guidance, kernels)
+
+
 def test_upsample_linear_is_linear():
     module = random_module(feat_dim=8, steps=2, seed=7)
     x, guidance = inputs(2, 5, (6, 6), (24, 24), seed=8)
