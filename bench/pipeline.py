@@ -58,30 +58,31 @@ def write_scene(path: Path, size: int, seed: int = 0) -> None:
 
 
 def small_model_files(folder: Path) -> dict[str, Path]:
-    """A small random CLIP (ViT, 4 layers, width 256) and SimFeatUp in the real formats."""
+    """A small random CLIP (ViT, 2 layers, width 128, 32-d) and SimFeatUp in the real formats."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, convert_weights_to_fp16
 
     from models.simfeatup import JBUOne, save_simfeatup_checkpoint
 
     torch.manual_seed(0)
     clip = CLIP(
-        128,
-        CLIPVisionCfg(layers=4, width=256, patch_size=16, image_size=224),
-        CLIPTextCfg(context_length=77, vocab_size=49408, width=128, heads=2, layers=2),
+        32,
+        CLIPVisionCfg(layers=2, width=128, patch_size=16, image_size=224),
+        CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=2),
         quick_gelu=True,
     )
     convert_weights_to_fp16(clip)
     files = {"clip": folder / "small-ViT-B-16.pt", "simfeatup": folder / "small-simfeatup.ckpt"}
     torch.save(clip.state_dict(), files["clip"])
-    save_simfeatup_checkpoint(JBUOne(feat_dim=128), files["simfeatup"])
+    save_simfeatup_checkpoint(JBUOne(feat_dim=32), files["simfeatup"])
     return files
 
 
-def run_flow(scene: Path, folder: Path, files: dict[str, Path], chunk: int, workers: int):
+def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
     """Run the real flow on the scene; returns (seconds, windows, pixels, peak RSS per worker)."""
     from distributed import Client, LocalCluster
     from prefect_dask import DaskTaskRunner
 
+    from flows._api import shared_local_api
     from flows.landcover import ModelOptions, landcover
     from models.sliding import plan_windows
     from tasks.infer import tile_windows
@@ -91,12 +92,17 @@ def run_flow(scene: Path, folder: Path, files: dict[str, Path], chunk: int, work
     add_local_item(scene, catalog, datetime="2024-06-01T00:00:00Z")
     size = int(scene.stem.split("-")[-1])
     aoi = _scene_aoi(size)
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    with (
+        shared_local_api(),
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+    ):
         runner = DaskTaskRunner(address=cluster.scheduler_address)
         options = ModelOptions(
-            weights=str(files["clip"]), upsampler_weights=str(files["simfeatup"])
+            weights=str(files["clip"]),
+            upsampler=files["upsampler"],
+            upsampler_weights=str(files["simfeatup"]),
         )
         started = time.perf_counter()
         landcover.with_options(task_runner=runner)(
@@ -141,13 +147,14 @@ def _scene_aoi(size: int) -> list[float]:
     return [west, south, east, north]
 
 
-def model_only(files: dict[str, Path], windows: int, threads: int) -> float:
+def model_only(files: dict, windows: int, threads: int) -> float:
     """Seconds for the same model on ``windows`` windows (batched, one process)."""
     from models.segearth import SegEarthOV
 
     torch.set_num_threads(threads)
     model = SegEarthOV.from_pretrained(
         weights=files["clip"],
+        upsampler=files["upsampler"],
         upsampler_weights=files["simfeatup"],
         device="cpu",
         resize_long_side=None,
@@ -169,12 +176,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--upsampler",
+        default="bilinear",
+        choices=["bilinear", "simfeatup"],
+        help="bilinear keeps the CPU run to minutes (SimFeatUp's kernels cost "
+        "~0.2 s per window on one core whatever the model size)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.environ["TERRAWATCH_TEXT_CACHE"] = str(folder / "text-cache")
-        files = small_model_files(folder)
+        files = dict(small_model_files(folder), upsampler=args.upsampler)
         results = {}
         for size in args.sizes:
             scene = folder / f"scene-{size}.tif"
@@ -186,7 +200,8 @@ def main() -> None:
     km2 = pixels / 1e6
     rss = ", ".join(f"{s}²: {results[s][3]:.2f} GB" for s in args.sizes)
     print(
-        f"pipeline {size}² px ({windows} windows, {args.workers} workers x 1 thread): "
+        f"pipeline {size}² px ({windows} windows, {args.workers} workers x 1 thread, "
+        f"{args.upsampler}): "
         f"{km2 / seconds:.3f} km²/s, {pixels / seconds / 1e6:.3f} Mpx/s, "
         f"{windows / seconds:.1f} win/s end to end vs {windows / model_seconds:.1f} win/s model "
         f"only; ratio {model_seconds / seconds:.2f}; peak RSS per worker {rss}"

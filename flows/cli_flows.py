@@ -40,6 +40,7 @@ def add_flow_commands(sub: argparse._SubParsersAction, add_model_options: Callab
 
 def run_landcover_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
+    from flows._api import shared_local_api
     from flows._runner import dask_task_runner
     from flows.cli import parse_classes_option
     from flows.landcover import ModelOptions, landcover
@@ -63,23 +64,26 @@ def run_landcover_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     bar = threading.Thread(target=_progress_bar, args=(args.store, args.start, stop), daemon=True)
     bar.start()
+    flow = landcover.with_options(task_runner=runner)
+    params = dict(
+        aoi=args.aoi,
+        start=args.start,
+        end=args.end,
+        classes=classes,
+        catalog=args.catalog,
+        store=args.store,
+        collections=args.collections,
+        max_cloud=args.max_cloud,
+        max_items=args.max_items,
+        resolution=args.resolution,
+        crs=args.crs,
+        chunk=args.chunk,
+        loader=args.loader,
+        model=options,
+    )
     try:
-        summary = landcover.with_options(task_runner=runner)(
-            aoi=args.aoi,
-            start=args.start,
-            end=args.end,
-            classes=classes,
-            catalog=args.catalog,
-            store=args.store,
-            collections=args.collections,
-            max_cloud=args.max_cloud,
-            max_items=args.max_items,
-            resolution=args.resolution,
-            crs=args.crs,
-            chunk=args.chunk,
-            loader=args.loader,
-            model=options,
-        )
+        with shared_local_api():
+            summary = flow(**params)
     finally:
         stop.set()
         bar.join(timeout=5)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from typing import Any, Literal
 
-import dask
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows._runner import dask_task_runner, gpu_workers_expected
 from tasks.catalog import search_items_task
-from tasks.infer import ModelSpec, TileJob, segment_tile_task
+from tasks.infer import ModelSpec, TileJob, segment_tiles_task
 from tasks.plan import plan_landcover_task, resolve_period
 from tasks.publish import publish_landcover_task
 
@@ -112,7 +107,10 @@ def landcover(
         TileJob(store, plan.cube.time_index, tile, chunk, plan.grid, plan.items, loader=loader)
         for tile in plan.cube.todo
     ]
-    statuses = _run_tiles(jobs, spec, logger)
+    logger.info(
+        "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
+    )
+    statuses = segment_tiles_task.submit(jobs, spec, gpu=gpu_workers_expected()).result()
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,
@@ -124,42 +122,17 @@ def landcover(
     }
 
 
-def _run_tiles(jobs: list[TileJob], spec: ModelSpec, logger: Any) -> dict[str, int]:
-    """Submit one task per tile, log progress (count and rate) as they finish."""
-    annotate = (
-        dask.annotate(resources={"GPU": 1}) if gpu_workers_expected() else contextlib.nullcontext()
-    )
-    with annotate:
-        futures = [segment_tile_task.submit(job, spec) for job in jobs]
-    statuses: dict[str, int] = {}
-    progress = create_progress_artifact(0.0, description="land-cover tiles") if jobs else None
-    started, pixels = time.perf_counter(), 0
-    for done, future in enumerate(as_completed(futures), start=1):
-        result = future.result()
-        statuses[result.status] = statuses.get(result.status, 0) + 1
-        pixels += result.pixels
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        logger.info(
-            "tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
-            result.tile,
-            result.status,
-            done,
-            len(jobs),
-            done / elapsed,
-            pixels / elapsed / 1e6,
-        )
-        update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return statuses
-
-
 if __name__ == "__main__":
+    from flows._api import shared_local_api
+
     # A small run over farmland and a river near Cologne on the embedded defaults.
-    print(
-        landcover(
-            aoi="6.90,50.90,6.96,50.94",
-            start="2024-06-01",
-            end="2024-06-30",
-            classes=["water,river", "building,roof", "road", "tree,forest", "cropland", "grass"],
-            store="landcover-cologne.zarr",
+    with shared_local_api():
+        print(
+            landcover(
+                aoi="6.90,50.90,6.96,50.94",
+                classes=["water,river", "building,roof", "road", "tree,forest", "cropland"],
+                start="2024-06-01",
+                end="2024-06-30",
+                store="landcover-cologne.zarr",
+            )
         )
-    )

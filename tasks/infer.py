@@ -176,7 +176,9 @@ def read_composite(
 ) -> tuple[np.ndarray, np.ndarray]:
     """RGB ``[3, h, w]`` in 0..1 and validity ``[h, w]`` of a grid window (best pixel first)."""
     subgrid = GridSpec.from_geobox(grid.geobox[window])
-    dataset = load_bands(list(items), subgrid, RGB_BANDS, loader=loader)
+    # One dask chunk for the whole window: a tile is read by one task, and small chunks only
+    # add scheduling overhead (0.23 s -> 0.12 s for a 1248² window).
+    dataset = load_bands(list(items), subgrid, RGB_BANDS, loader=loader, chunks=max(subgrid.shape))
     composite = best_pixel_composite(rgb_composite(dataset)).compute(scheduler="threads")
     return composite["rgb"].values.astype(np.float32), composite["valid"].values.astype(bool)
 
@@ -194,6 +196,49 @@ def segment_array(
     return labels, confidence
 
 
-segment_tile_task = task(
-    segment_tile, name="segment-tile", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE
-)
+def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> dict[str, int]:
+    """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
+
+    One Prefect task for all tiles rather than one per tile: a Prefect task run costs several
+    API round trips, about a second per tile on a 2-core machine, which would double the run
+    time of a small model. Progress is still logged per tile (count, tiles/s, Mpx/s), resume
+    stays per tile (the cube's completion record), and a tile that fails fails the task.
+
+    Args:
+        jobs: One job per tile still to write.
+        spec: Model to load once per worker process.
+        gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
+    """
+    from distributed import as_completed
+    from prefect import get_run_logger
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect_dask import get_dask_client
+
+    run_logger = get_run_logger()
+    statuses: dict[str, int] = {}
+    if not jobs:
+        return statuses
+    progress = create_progress_artifact(0.0, description="land-cover tiles")
+    resources = {"GPU": 1} if gpu else None
+    started, pixels = time.perf_counter(), 0
+    with get_dask_client() as client:
+        futures = client.map(segment_tile, jobs, spec=spec, pure=False, resources=resources)
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+            pixels += result.pixels
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            run_logger.info(
+                "tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
+                result.tile,
+                result.status,
+                done,
+                len(jobs),
+                done / elapsed,
+                pixels / elapsed / 1e6,
+            )
+            update_progress_artifact(progress, 100.0 * done / len(jobs))
+    return statuses
+
+
+segment_tiles_task = task(segment_tiles, name="segment-tiles", cache_policy=NO_CACHE)

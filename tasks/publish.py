@@ -79,7 +79,7 @@ def _write_beside(store: str, suffix: str, payload: bytes) -> str | None:
 
 def _artifact_key(store: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
-    stem = Path(store.rstrip("/")).name.lower()
+    stem = Path(store.rstrip("/")).name.lower().removesuffix(".zarr")
     return "".join(ch if ch.isalnum() else "-" for ch in stem).strip("-") or "cube"
 
 

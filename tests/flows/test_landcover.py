@@ -165,3 +165,35 @@ def test_store_with_other_classes_is_refused_and_left_intact(
             model=model,
         )
     assert _chunk_files(store) == before
+
+
+def test_tiles_without_data_are_skipped_and_filled(run_flow, tmp_path, koeln_catalog, model):
+    store = tmp_path / "wide.zarr"
+    summary = run_flow(landcover, aoi="6.8060,50.9580,6.8130,50.9625", start="2024-06-01",
+                       end="2024-06-02", classes=CLASSES, catalog=str(koeln_catalog),
+                       store=str(store), collections=["local"], max_cloud=None, resolution=4.0,
+                       chunk=64, model=model)
+    assert summary["tiles"].get("nodata", 0) >= 1 and summary["tiles"].get("written", 0) >= 1
+    cube = xr.open_zarr(store, mask_and_scale=False)
+    assert (cube.landcover.values == 255).any() and (cube.landcover.values != 255).any()
+
+
+def test_flow_publishes_class_areas_and_a_quicklook(run_flow, tmp_path, koeln_catalog, model):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    store = tmp_path / "published.zarr"
+    summary = _koeln(run_flow, koeln_catalog, store, model)
+    assert Path(summary["quicklook"]).read_bytes()[:4] == b"\x89PNG"
+
+    async def read(key: str):
+        async with get_client() as client:
+            flt = ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            return await client.read_artifacts(artifact_filter=flt)
+
+    import asyncio
+
+    table = asyncio.run(read("published-areas"))
+    picture = asyncio.run(read("published-quicklook"))
+    assert table and "area_km2" in str(table[0].data)
+    assert picture and "data:image/png;base64," in str(picture[0].data)

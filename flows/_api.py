@@ -1,0 +1,38 @@
+"""One Prefect API for a flow process and its Dask worker processes.
+
+With no ``PREFECT_API_URL`` configured, Prefect starts an ephemeral API server on demand in
+each process that needs one, so every Dask worker process would start its own server on the
+same SQLite database (tens of seconds per task under load). :func:`shared_local_api` starts
+the ephemeral server once and hands its URL to the workers through the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+
+@contextlib.contextmanager
+def shared_local_api() -> Iterator[str]:
+    """Yield the API URL to use; start (once) and share the ephemeral server when none is set."""
+    settings = get_current_settings()
+    if settings.api.url:
+        yield str(settings.api.url)
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=settings.server.ephemeral.startup_timeout_seconds)
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by worker processes
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous

@@ -1,0 +1,34 @@
+"""prefect.yaml: every deployment points at a real flow with valid parameters."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _deployments() -> list[dict]:
+    return yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+
+
+def test_entrypoints_resolve_to_flows_and_parameters_fit_their_signatures():
+    for deployment in _deployments():
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, name)
+        signature = inspect.signature(flow.fn)
+        signature.bind_partial(**deployment.get("parameters", {}))
+        required = [p.name for p in signature.parameters.values()
+                    if p.default is inspect.Parameter.empty]
+        assert set(required) <= set(deployment.get("parameters", {})), deployment["name"]
+
+
+def test_monitoring_deployment_is_weekly_and_queues_overlapping_runs():
+    weekly = next(d for d in _deployments() if d["name"] == "landcover-weekly")
+    assert weekly["schedules"][0]["cron"].split()[-1] == "1"
+    assert weekly["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert weekly["work_pool"]["name"]
