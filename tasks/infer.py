@@ -199,6 +199,8 @@ def segment_array(
 def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> dict[str, int]:
     """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
 
+    Must run on a Dask worker (submit it through the flow's DaskTaskRunner).
+
     One Prefect task for all tiles rather than one per tile: a Prefect task run costs several
     API round trips, about a second per tile on a 2-core machine, which would double the run
     time of a small model. Progress is still logged per tile (count, tiles/s, Mpx/s), resume
@@ -209,10 +211,9 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
         spec: Model to load once per worker process.
         gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
     """
-    from distributed import as_completed
+    from distributed import as_completed, worker_client
     from prefect import get_run_logger
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
-    from prefect_dask import get_dask_client
 
     run_logger = get_run_logger()
     statuses: dict[str, int] = {}
@@ -221,7 +222,7 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
     progress = create_progress_artifact(0.0, description="land-cover tiles")
     resources = {"GPU": 1} if gpu else None
     started, pixels = time.perf_counter(), 0
-    with get_dask_client() as client:
+    with worker_client() as client:  # secedes: this worker's thread segments tiles too
         futures = client.map(segment_tile, jobs, spec=spec, pure=False, resources=resources)
         for done, future in enumerate(as_completed(futures), start=1):
             result = future.result()

@@ -22,8 +22,9 @@ def test_entrypoints_resolve_to_flows_and_parameters_fit_their_signatures():
         flow = getattr(module, name)
         signature = inspect.signature(flow.fn)
         signature.bind_partial(**deployment.get("parameters", {}))
-        required = [p.name for p in signature.parameters.values()
-                    if p.default is inspect.Parameter.empty]
+        required = [
+            p.name for p in signature.parameters.values() if p.default is inspect.Parameter.empty
+        ]
         assert set(required) <= set(deployment.get("parameters", {})), deployment["name"]
 
 

@@ -169,10 +169,20 @@ def test_store_with_other_classes_is_refused_and_left_intact(
 
 def test_tiles_without_data_are_skipped_and_filled(run_flow, tmp_path, koeln_catalog, model):
     store = tmp_path / "wide.zarr"
-    summary = run_flow(landcover, aoi="6.8060,50.9580,6.8130,50.9625", start="2024-06-01",
-                       end="2024-06-02", classes=CLASSES, catalog=str(koeln_catalog),
-                       store=str(store), collections=["local"], max_cloud=None, resolution=4.0,
-                       chunk=64, model=model)
+    summary = run_flow(
+        landcover,
+        aoi="6.8060,50.9580,6.8130,50.9625",
+        start="2024-06-01",
+        end="2024-06-02",
+        classes=CLASSES,
+        catalog=str(koeln_catalog),
+        store=str(store),
+        collections=["local"],
+        max_cloud=None,
+        resolution=4.0,
+        chunk=64,
+        model=model,
+    )
     assert summary["tiles"].get("nodata", 0) >= 1 and summary["tiles"].get("written", 0) >= 1
     cube = xr.open_zarr(store, mask_and_scale=False)
     assert (cube.landcover.values == 255).any() and (cube.landcover.values != 255).any()
