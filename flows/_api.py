@@ -24,6 +24,9 @@ def shared_local_api() -> Iterator[str]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    # The ephemeral server's telemetry only logs errors on machines without internet.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
     server = SubprocessASGIServer()
     server.start(timeout=settings.server.ephemeral.startup_timeout_seconds)
     previous = os.environ.get("PREFECT_API_URL")

@@ -43,6 +43,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
+def model_options(args: argparse.Namespace) -> dict[str, object]:
+    """The values of the model option group, by the names the model APIs use."""
+    names = (
+        "backbone",
+        "weights",
+        "upsampler",
+        "upsampler_weights",
+        "prob_thd",
+        "bg_idx",
+        "batch_size",
+    )
+    return {name: getattr(args, name) for name in names}
+
+
 def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment", help="segment one image (GeoTIFF, PNG, JPEG) with open vocabulary"
@@ -75,15 +89,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     image = read_rgb_image(args.image, bands=bands)
     resize = None if args.resize.lower() == "none" else int(args.resize)
     model = SegEarthOV.from_pretrained(
-        args.backbone,
-        weights=args.weights,
-        upsampler=args.upsampler,
-        device=args.device,
-        upsampler_weights=args.upsampler_weights,
-        prob_thd=args.prob_thd,
-        bg_idx=args.bg_idx,
-        batch_size=args.batch_size,
-        resize_long_side=resize,
+        device=args.device, resize_long_side=resize, **model_options(args)
     )
     names = model.set_classes(classes).names
     rgb = torch.from_numpy(image.rgb).nan_to_num(0.0).clamp(0, 1)[None]

@@ -42,7 +42,7 @@ def run_landcover_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
     from flows._api import shared_local_api
     from flows._runner import dask_task_runner
-    from flows.cli import parse_classes_option
+    from flows.cli import model_options, parse_classes_option
     from flows.landcover import ModelOptions, landcover
 
     classes = parse_classes_option(args.classes, args.classes_file)
@@ -50,15 +50,7 @@ def run_landcover_command(args: argparse.Namespace) -> int:
         from models.text import parse_class_names
 
         classes = [",".join(c) for c in parse_class_names(classes).classes]
-    options = ModelOptions(
-        backbone=args.backbone,
-        weights=args.weights,
-        upsampler=args.upsampler,
-        upsampler_weights=args.upsampler_weights,
-        prob_thd=args.prob_thd,
-        bg_idx=args.bg_idx,
-        batch_size=args.batch_size,
-    )
+    options = ModelOptions(**model_options(args))
     _preflight(args, classes)
     runner = dask_task_runner(args.address)
     stop = threading.Event()
