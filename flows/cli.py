@@ -78,10 +78,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_segment(args: argparse.Namespace) -> int:
-    import torch
-
     from models.segearth import SegEarthOV
     from tasks.image_io import read_rgb_image, write_label_geotiff, write_preview_png
+    from tasks.infer import segment_array
     from tasks.render import class_colors
 
     classes = parse_classes_option(args.classes, args.classes_file)
@@ -92,10 +91,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         device=args.device, resize_long_side=resize, **model_options(args)
     )
     names = model.set_classes(classes).names
-    rgb = torch.from_numpy(image.rgb).nan_to_num(0.0).clamp(0, 1)[None]
-    labels, _ = model.predict(rgb)
-    labels = labels[0].cpu().numpy()
-    labels[~image.valid] = 255
+    labels, _ = segment_array(model, image.rgb, image.valid)
     colors = class_colors(names)
     write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
     if args.png:

@@ -37,8 +37,8 @@ def koeln_catalog(tmp_path) -> Path:
 
 
 def _koeln(run_flow, catalog: Path, store: Path, model: ModelOptions, month: str = "06", **kw):
-    return run_flow(
-        landcover,
+    """Run the flow on the Köln catalog; keyword arguments override the defaults."""
+    params = dict(
         aoi="6.8085,50.9595,6.8130,50.9625",
         start=f"2024-{month}-01",
         end=f"2024-{month}-02",
@@ -50,8 +50,8 @@ def _koeln(run_flow, catalog: Path, store: Path, model: ModelOptions, month: str
         resolution=2.0,
         chunk=64,
         model=model,
-        **kw,
     )
+    return run_flow(landcover, **{**params, **kw})
 
 
 def _chunk_files(store: Path) -> dict[str, str]:
@@ -150,38 +150,14 @@ def test_store_with_other_classes_is_refused_and_left_intact(
     _koeln(run_flow, koeln_catalog, store, model)
     before = _chunk_files(store)
     with pytest.raises(StoreMismatchError, match="class"):
-        run_flow(
-            landcover,
-            aoi="6.8085,50.9595,6.8130,50.9625",
-            start="2024-07-01",
-            end="2024-07-02",
-            classes=["water", "road"],
-            catalog=str(koeln_catalog),
-            store=str(store),
-            collections=["local"],
-            max_cloud=None,
-            resolution=2.0,
-            chunk=64,
-            model=model,
-        )
+        _koeln(run_flow, koeln_catalog, store, model, "07", classes=["water", "road"])
     assert _chunk_files(store) == before
 
 
 def test_tiles_without_data_are_skipped_and_filled(run_flow, tmp_path, koeln_catalog, model):
     store = tmp_path / "wide.zarr"
-    summary = run_flow(
-        landcover,
-        aoi="6.8060,50.9580,6.8130,50.9625",
-        start="2024-06-01",
-        end="2024-06-02",
-        classes=CLASSES,
-        catalog=str(koeln_catalog),
-        store=str(store),
-        collections=["local"],
-        max_cloud=None,
-        resolution=4.0,
-        chunk=64,
-        model=model,
+    summary = _koeln(
+        run_flow, koeln_catalog, store, model, aoi="6.8060,50.9580,6.8130,50.9625", resolution=4.0
     )
     assert summary["tiles"].get("nodata", 0) >= 1 and summary["tiles"].get("written", 0) >= 1
     cube = xr.open_zarr(store, mask_and_scale=False)
