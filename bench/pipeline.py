@@ -105,7 +105,7 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
             upsampler_weights=str(files["simfeatup"]),
         )
         started = time.perf_counter()
-        landcover.with_options(task_runner=runner)(
+        summary = landcover.with_options(task_runner=runner)(
             aoi=aoi,
             start="2024-06-01",
             end="2024-06-01",
@@ -135,7 +135,9 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
                     1, outer[0].stop - outer[0].start, outer[1].stop - outer[1].start, 224, 112
                 )
             )
-    return seconds, windows, size * size, max(rss.values())
+    written = max(1, summary["tiles"].get("written", 0))
+    stages = {name: total / written for name, total in summary["stage_seconds"].items()}
+    return seconds, windows, size * size, max(rss.values()), stages
 
 
 def _scene_aoi(size: int) -> list[float]:
@@ -195,7 +197,7 @@ def main() -> None:
             write_scene(scene, size)
             results[size] = run_flow(scene, folder, files, args.chunk, args.workers)
         size = max(args.sizes)
-        seconds, windows, pixels, _ = results[size]
+        seconds, windows, pixels, _, stages = results[size]
         model_seconds = model_only(files, windows, args.workers)
     km2 = pixels / 1e6
     rss = ", ".join(f"{s}²: {results[s][3]:.2f} GB" for s in args.sizes)
@@ -204,7 +206,9 @@ def main() -> None:
         f"{args.upsampler}): "
         f"{km2 / seconds:.3f} km²/s, {pixels / seconds / 1e6:.3f} Mpx/s, "
         f"{windows / seconds:.1f} win/s end to end vs {windows / model_seconds:.1f} win/s model "
-        f"only; ratio {model_seconds / seconds:.2f}; peak RSS per worker {rss}"
+        f"only; ratio {model_seconds / seconds:.2f}; per tile in the workers "
+        + ", ".join(f"{name} {value:.2f} s" for name, value in stages.items())
+        + f"; peak RSS per worker {rss}"
     )
 
 

@@ -110,12 +110,13 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    statuses = segment_tiles_task.submit(jobs, spec, gpu=gpu_workers_expected()).result()
+    tiles = segment_tiles_task.submit(jobs, spec, gpu=gpu_workers_expected()).result()
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,
         "time": published.time,
-        "tiles": statuses,
+        "tiles": tiles["statuses"],
+        "stage_seconds": tiles["stage_seconds"],
         "tiles_total": plan.cube.n_tiles[0] * plan.cube.n_tiles[1],
         "areas": list(published.areas),
         "quicklook": published.quicklook,

@@ -12,6 +12,7 @@ import rasterio.errors
 from tasks._errors import InputError
 
 _COMMON = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "scl": "scl"}
+_SAR = {"vv": "vv", "vh": "vh", "hh": "hh", "hv": "hv"}
 
 BAND_ALIASES: dict[str, dict[str, str]] = {
     # Earth Search v1 (both collections) uses common-name asset keys.
@@ -21,7 +22,12 @@ BAND_ALIASES: dict[str, dict[str, str]] = {
     "sentinel-2-l2a": {"red": "B04", "green": "B03", "blue": "B02", "nir": "B08", "scl": "SCL"},
     # `terrawatch catalog add`: one multi-band asset; bands are picked by eo:bands common_name.
     "local": {"red": "image", "green": "image", "blue": "image", "nir": "image"},
-    "*": dict(_COMMON),
+    # Sentinel-1: Planetary Computer `sentinel-1-rtc` (float32 linear gamma0 COGs) and
+    # `sentinel-1-grd` (uint16 DN in radar geometry), and the items tasks.sar builds from the
+    # AWS `sentinel-s1-l1c` productInfo.json, all key their assets by lower-case polarisation.
+    "sentinel-1-rtc": dict(_SAR),
+    "sentinel-1-grd": dict(_SAR),
+    "*": _COMMON | _SAR,
 }
 """Per collection id (or ``"*"``): canonical band name -> asset key."""
 
@@ -41,6 +47,10 @@ DEFAULT_NODATA: dict[str, float | None] = {
     # items carry no raster:bands, so without this their zeros would pass as dark pixels.
     "sentinel-2-l2a": 0,
     "sentinel-2-c1-l2a": 0,
+    # Planetary Computer RTC gamma0 marks no data with -32768 (its raster:bands say so too);
+    # GRD DN 0 is the no-data border around the swath.
+    "sentinel-1-rtc": -32768,
+    "sentinel-1-grd": 0,
     "*": None,
 }
 """Per collection: the nodata value assumed when an asset's ``raster:bands`` gives none."""

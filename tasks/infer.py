@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.segearth import SegEarthOV
 from tasks._grid import GridSpec
+from tasks._worker_process import dask_worker, tune_worker_process
 from tasks.cube import NODATA, is_tile_done, write_tile
 from tasks.load import best_pixel_composite, load_bands, rgb_composite
 
@@ -69,32 +70,16 @@ def worker_model(spec: ModelSpec) -> SegEarthOV:
     """The model of ``spec`` for this process, loaded on first use and then reused."""
     with _MODELS_LOCK:
         if spec not in _MODELS:
-            _match_torch_threads_to_worker()
+            tune_worker_process()
             started = time.perf_counter()
             _MODELS[spec] = spec.load(_worker_device())
             logger.info("loaded %s in %.1f s", spec.backbone, time.perf_counter() - started)
         return _MODELS[spec]
 
 
-def _dask_worker() -> Any | None:
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):
-        return None
-
-
-def _match_torch_threads_to_worker() -> None:
-    """One torch thread per Dask worker thread: no oversubscription of the cores."""
-    worker = _dask_worker()
-    if worker is not None:
-        torch.set_num_threads(max(1, int(worker.state.nthreads)))
-
-
 def _worker_device() -> str | None:
     """CUDA when this worker advertises a GPU resource (or has one), else CPU."""
-    worker = _dask_worker()
+    worker = dask_worker()
     if worker is not None and worker.state.total_resources.get("GPU", 0) < 1:
         return "cpu"
     return None
@@ -134,15 +119,19 @@ class TileResult:
     """Pixels in the chunk core."""
     seconds: float
     """Wall time of the task."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """Wall seconds per stage (``read``, ``model``, ``write``): where a slow tile spent it."""
 
 
 def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
     started = time.perf_counter()
+    tune_worker_process()
     if is_tile_done(job.store, job.time_index, job.tile):
         return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
     core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
     rgb, valid = read_composite(job.items, job.grid, outer, job.loader)
+    read_done = time.perf_counter()
     inner = (
         slice(core[0].start - outer[0].start, core[0].stop - outer[0].start),
         slice(core[1].start - outer[1].start, core[1].stop - outer[1].start),
@@ -153,8 +142,15 @@ def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
         write_tile(job.store, job.time_index, job.tile, empty, empty, job.chunk)
         return TileResult(job.tile, "nodata", shape[0] * shape[1], time.perf_counter() - started)
     labels, confidence = segment_array(worker_model(spec), rgb, valid)
+    model_done = time.perf_counter()
     write_tile(job.store, job.time_index, job.tile, labels[inner], confidence[inner], job.chunk)
-    return TileResult(job.tile, "written", shape[0] * shape[1], time.perf_counter() - started)
+    finished = time.perf_counter()
+    stages = (
+        ("read", read_done - started),
+        ("model", model_done - read_done),
+        ("write", finished - model_done),
+    )
+    return TileResult(job.tile, "written", shape[0] * shape[1], finished - started, stages)
 
 
 def tile_windows(
@@ -196,7 +192,9 @@ def segment_array(
     return labels, confidence
 
 
-def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> dict[str, int]:
+def segment_tiles(
+    jobs: list[TileJob], spec: ModelSpec, gpu: bool = False
+) -> dict[str, dict[str, float]]:
     """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
 
     Must run on a Dask worker (submit it through the flow's DaskTaskRunner).
@@ -210,6 +208,10 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
         jobs: One job per tile still to write.
         spec: Model to load once per worker process.
         gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
+
+    Returns:
+        ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
+        (``read``, ``model``, ``write``) summed over the written tiles.
     """
     from distributed import as_completed, worker_client
     from prefect import get_run_logger
@@ -217,8 +219,9 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
 
     run_logger = get_run_logger()
     statuses: dict[str, int] = {}
+    stage_seconds: dict[str, float] = {}
     if not jobs:
-        return statuses
+        return {"statuses": statuses, "stage_seconds": stage_seconds}
     progress = create_progress_artifact(0.0, description="land-cover tiles")
     resources = {"GPU": 1} if gpu else None
     started, pixels = time.perf_counter(), 0
@@ -227,6 +230,8 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
         for done, future in enumerate(as_completed(futures), start=1):
             result = future.result()
             statuses[result.status] = statuses.get(result.status, 0) + 1
+            for stage, seconds in result.stages:
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
             pixels += result.pixels
             elapsed = max(time.perf_counter() - started, 1e-9)
             run_logger.info(
@@ -239,7 +244,7 @@ def segment_tiles(jobs: list[TileJob], spec: ModelSpec, gpu: bool = False) -> di
                 pixels / elapsed / 1e6,
             )
             update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return statuses
+    return {"statuses": statuses, "stage_seconds": stage_seconds}
 
 
 segment_tiles_task = task(segment_tiles, name="segment-tiles", cache_policy=NO_CACHE)

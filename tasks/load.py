@@ -301,6 +301,9 @@ def _wanted(plan: _Plan) -> dict[str, BandRef]:
 def _odc_item(plan: _Plan) -> pystac.Item:
     """The item with absolute hrefs, and a band count odc-stac can see on multi-band assets."""
     item = copy.deepcopy(plan.item)
+    # Without links: pystac joins an absolute local path onto the item's https "self" link
+    # (a redirected Planetary Computer item would read https://planetarycomputer.../work/...).
+    item["links"] = []
     for ref in _wanted(plan).values():
         asset = item["assets"][ref.asset]
         asset["href"] = _asset_href(plan.item, ref.asset)

@@ -1,0 +1,82 @@
+"""Per-process tuning of a Dask worker before it runs a model: threads and the C allocator.
+
+Three settings decide whether a CPU worker runs at full speed in bounded memory:
+
+- One torch thread per Dask worker thread, so that workers do not oversubscribe the cores.
+- glibc's mmap threshold. Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``
+  (``distributed.nanny.pre-spawn-environ``) so that freed memory goes back to the OS. Setting
+  any ``MALLOC_*`` threshold switches off glibc's dynamic mmap threshold, which pins it at
+  128 KiB: every tensor above that is then a fresh ``mmap`` whose pages fault in on first
+  touch. On this project's 2-core CI machine a small ViT segmenter ran 192 windows/s in a plain
+  process, 85 windows/s under ``MALLOC_TRIM_THRESHOLD_=65536`` and 194 windows/s with the mmap
+  threshold set to 32 MiB as well (one thread each, one run). So the threshold is raised
+  here, at run time through ``mallopt``, which works on any cluster (local, Docker, Kubernetes)
+  without touching its configuration; trimming of the heap top stays as Dask configured it.
+- GDAL's block cache. Its default is 5% of RAM per process (1.2 GB on a 24 GB machine) and it
+  fills with blocks a tile never reads again (each tile is read once), so a worker's RSS grew
+  with the scene: 1419 MB after 24 tiles of an 8192² scene against 1100 MB with the cache at
+  :data:`GDAL_CACHE_MB` (same run). A tile's blocks (a few tens of MB) fit well within it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+from typing import Any
+
+import rasterio.env
+import torch
+
+logger = logging.getLogger(__name__)
+
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""Allocations below this come from the reusable heap (glibc's own dynamic ceiling)."""
+
+GDAL_CACHE_MB = 128
+"""GDAL block cache per worker process, in MB."""
+
+_M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
+_TUNED = threading.Event()
+
+
+def dask_worker() -> Any | None:
+    """The Dask worker running this code, or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def tune_worker_process() -> None:
+    """Match torch threads to the worker's threads, let tensors reuse heap memory, cap GDAL.
+
+    Called before a worker reads or segments a tile; a no-op outside a Dask worker and after
+    the first call in a process.
+    """
+    worker = dask_worker()
+    if worker is None or _TUNED.is_set():
+        return
+    torch.set_num_threads(max(1, int(worker.state.nthreads)))
+    rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB)
+    if raise_mmap_threshold(MMAP_THRESHOLD_BYTES):
+        logger.info("glibc mmap threshold raised to %d bytes", MMAP_THRESHOLD_BYTES)
+    _TUNED.set()
+
+
+def raise_mmap_threshold(nbytes: int) -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD``; False (and nothing changed) without glibc."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl, macOS: no mallopt
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(nbytes)))
