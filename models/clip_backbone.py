@@ -16,10 +16,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, build_model_from_openai_state_dict
+from open_clip.transformer import QuickGELU
 from torch import Tensor, nn
 
 Attention = Literal["segearth", "sclip", "clearclip", "maskclip", "vanilla"]
 ATTENTION_VARIANTS: tuple[str, ...] = ("segearth", "sclip", "clearclip", "maskclip", "vanilla")
+Activation = Literal["quickgelu", "gelu"]
+ACTIVATIONS: tuple[str, ...] = ("quickgelu", "gelu")
 
 # Keys whose presence marks an OpenAI-layout CLIP ViT state dict (also open_clip's own layout).
 _REQUIRED_KEYS = (
@@ -32,50 +35,89 @@ _REQUIRED_KEYS = (
 )
 
 
-def load_clip(path: str | Path) -> CLIP:
-    """Build a float32 CLIP model from a checkpoint in the OpenAI format.
+def load_clip(
+    path: str | Path,
+    activation: Activation | None = None,
+    *,
+    default_activation: Activation = "quickgelu",
+) -> CLIP:
+    """Build a float32 CLIP model from a checkpoint in the OpenAI / open_clip key layout.
 
     Accepts the TorchScript archives OpenAI publishes, plain state dicts in the same key layout
-    (what open_clip and our tests save) and ``.safetensors``; the architecture is inferred from
-    the tensor shapes by open_clip's ``build_model_from_openai_state_dict`` (QuickGELU, as the
-    OpenAI models were trained).
+    (what open_clip and our tests save), open_clip training checkpoints (``{"state_dict": ...}``,
+    ``module.`` prefixes stripped, as open_clip's ``load_checkpoint`` does) and ``.safetensors``.
+    The architecture is inferred from the tensor shapes by open_clip's
+    ``build_model_from_openai_state_dict``. The MLP activation cannot be inferred from weights:
+
+    * ``activation`` given: used as is.
+    * else the ``"activation"`` entry a checkpoint written by :mod:`models.distill` records;
+    * else ``default_activation``: QuickGELU, as the OpenAI models were trained. AlignEarth
+      passes ``"gelu"`` (see :mod:`models.alignearth`).
 
     Raises:
-        ValueError: the file is not a CLIP ViT checkpoint (names the missing keys).
+        ValueError: the file is not a CLIP ViT checkpoint (names the missing keys), or an
+            unknown activation.
     """
-    state_dict = _read_state_dict(Path(path))
+    state_dict, recorded = _read_checkpoint(Path(path))
+    chosen = activation or recorded or default_activation
+    if chosen not in ACTIVATIONS:
+        source = "activation" if activation else f"the activation recorded in {str(path)!r}"
+        raise ValueError(f"{source} must be one of {ACTIVATIONS}, got {chosen!r}")
     missing = [key for key in _REQUIRED_KEYS if key not in state_dict]
     if missing:
         raise ValueError(
-            f"{str(path)!r} is not a CLIP ViT checkpoint in the OpenAI format: missing keys "
-            f"{missing}; expected a file such as OpenAI's ViT-B-16.pt"
+            f"{str(path)!r} is not a CLIP ViT checkpoint in the OpenAI/open_clip format: missing "
+            f"keys {missing}; expected a full CLIP model such as OpenAI's ViT-B-16.pt"
+            + _bare_tower_hint(state_dict)
         )
     try:
-        model = build_model_from_openai_state_dict(state_dict, quick_gelu=True, cast_dtype=None)
+        model = build_model_from_openai_state_dict(
+            state_dict, quick_gelu=chosen == "quickgelu", cast_dtype=None
+        )
     except (RuntimeError, KeyError) as err:
         raise ValueError(f"cannot build CLIP from {str(path)!r}: {err}") from err
-    return model.float().eval()
+    # open_clip's builder loads into float16 weights, which rounds float32 checkpoints
+    # (AlignEarth, distilled students): load once more at float32, exact for both kinds.
+    model = model.float()
+    model.load_state_dict(state_dict)
+    return model.eval()
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+def clip_activation(model: nn.Module) -> Activation:
+    """The MLP activation of a CLIP model's image tower (``quickgelu`` or ``gelu``)."""
+    act = model.visual.transformer.resblocks[0].mlp.gelu
+    return "quickgelu" if isinstance(act, QuickGELU) else "gelu"
+
+
+def _bare_tower_hint(state_dict: dict[str, Tensor]) -> str:
+    if "conv1.weight" in state_dict and "proj" in state_dict:
+        return (
+            " (this looks like a bare image tower without the 'visual.' prefix and without the "
+            "text tower; save the full CLIP model, as models.distill.Distiller.save does)"
+        )
+    return ""
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], str | None]:
+    """The state dict and the activation recorded beside it (None when the file names none)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        return load_file(str(path)), None
     if _is_torchscript(path):  # OpenAI publishes TorchScript archives
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict()), None
     loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    if (
-        isinstance(loaded, dict)
-        and "state_dict" in loaded
-        and isinstance(loaded["state_dict"], dict)
-    ):
-        loaded = {k.removeprefix("module."): v for k, v in loaded["state_dict"].items()}
+    recorded = None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        recorded = loaded.get("activation")
+        loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise ValueError(f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict")
-    return loaded
+    if loaded and next(iter(loaded)).startswith("module."):  # saved from DistributedDataParallel
+        loaded = {key.removeprefix("module."): value for key, value in loaded.items()}
+    return loaded, recorded
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -130,12 +172,7 @@ class DenseCLIPEncoder(nn.Module):
             not normalised.
         """
         visual = self.visual
-        x = visual.conv1(images)
-        batch, width, grid_h, grid_w = x.shape
-        x = x.reshape(batch, width, grid_h * grid_w).transpose(1, 2)
-        cls = visual.class_embedding.to(x.dtype).expand(batch, 1, width)
-        x = torch.cat([cls, x], dim=1) + self._positional_embedding(grid_h, grid_w).to(x.dtype)
-        x = visual.ln_pre(x)
+        x, grid_h, grid_w = embed_patches(visual, images)
         blocks = visual.transformer.resblocks
         first_modified = len(blocks) - self.last_n_layers
         for block in blocks[:first_modified]:
@@ -146,23 +183,57 @@ class DenseCLIPEncoder(nn.Module):
             if index < len(blocks) - 1:  # advance the normal stream for the next modified block
                 x = block(x)
         out = visual.ln_post(out) @ visual.proj
-        patches = out[:, 1:].transpose(1, 2).reshape(batch, -1, grid_h, grid_w)
-        return patches, out[:, 0]
+        return _split_tokens(out, grid_h, grid_w)
 
     def _positional_embedding(self, grid_h: int, grid_w: int) -> Tensor:
-        """Positional embedding for a ``grid_h`` x ``grid_w`` patch grid (bicubic resize).
+        return positional_embedding(self.visual, grid_h, grid_w)
 
-        Deviation: the reference passes ``scale_factor=(g + 0.1) / g0`` to ``interpolate``; we pass
-        the target size, which samples up to ~1 % of a patch apart. For the default 224 window of
-        ViT-B/16 no interpolation happens, so the published setting is unaffected.
-        """
-        pos = self.visual.positional_embedding
-        side = math.isqrt(pos.shape[0] - 1)
-        if (grid_h, grid_w) == (side, side):
-            return pos
-        grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-        return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1)])
+
+def encode_tokens(visual: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """The unmodified CLIP image tower on CLIP-normalised images: every block intact.
+
+    AlignEarth distillation (algorithms.md §2.3) compares the encoders' own outputs, so both
+    teacher and student run the standard forward here; the SCLIP/SegEarth modification is
+    applied only at inference, training-free, as for the optical model.
+
+    Returns:
+        ``(patches [B, D, h, w], cls [B, D])``: all tokens after ``ln_post`` and ``proj``.
+    """
+    x, grid_h, grid_w = embed_patches(visual, images)
+    for block in visual.transformer.resblocks:
+        x = block(x)
+    return _split_tokens(visual.ln_post(x) @ visual.proj, grid_h, grid_w)
+
+
+def embed_patches(visual: nn.Module, images: Tensor) -> tuple[Tensor, int, int]:
+    """Patch embedding + [CLS] + positional embedding + ``ln_pre``: ``([B, 1 + h*w, W], h, w)``."""
+    x = visual.conv1(images)
+    batch, width, grid_h, grid_w = x.shape
+    x = x.reshape(batch, width, grid_h * grid_w).transpose(1, 2)
+    cls = visual.class_embedding.to(x.dtype).expand(batch, 1, width)
+    x = torch.cat([cls, x], dim=1) + positional_embedding(visual, grid_h, grid_w).to(x.dtype)
+    return visual.ln_pre(x), grid_h, grid_w
+
+
+def positional_embedding(visual: nn.Module, grid_h: int, grid_w: int) -> Tensor:
+    """Positional embedding for a ``grid_h`` x ``grid_w`` patch grid (bicubic resize).
+
+    Deviation: the reference passes ``scale_factor=(g + 0.1) / g0`` to ``interpolate``; we pass
+    the target size, which samples up to ~1 % of a patch apart. For the default 224 window of
+    ViT-B/16 no interpolation happens, so the published setting is unaffected.
+    """
+    pos = visual.positional_embedding
+    side = math.isqrt(pos.shape[0] - 1)
+    if (grid_h, grid_w) == (side, side):
+        return pos
+    grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1)])
+
+
+def _split_tokens(out: Tensor, grid_h: int, grid_w: int) -> tuple[Tensor, Tensor]:
+    patches = out[:, 1:].transpose(1, 2).reshape(out.shape[0], -1, grid_h, grid_w)
+    return patches, out[:, 0]
 
 
 def self_self_attention(block: nn.Module, x: Tensor, attention: Attention) -> Tensor:

@@ -8,6 +8,7 @@ max-merge, ``prob_thd``/``bg_idx``, and 224/112 sliding windows on a 448 long si
 Usage::
 
     model = SegEarthOV.from_pretrained()            # ViT-B/16 OpenAI + SimFeatUp
+    sar = SegEarthOV.from_pretrained(sensor="sar")  # AlignEarth SAR encoder (SegEarth-OV-2)
     model.set_classes(["water", "building,roof", "road", "tree,forest"])
     labels, confidence = model.predict(images)      # images: float [B, 3, H, W] RGB in 0..1
 """
@@ -28,7 +29,14 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.tokenizer import SimpleTokenizer
 from torch import Tensor, nn
 
-from models.clip_backbone import Attention, DenseCLIPEncoder, load_clip
+from models.alignearth import Sensor, sensor_profile
+from models.clip_backbone import (
+    Activation,
+    Attention,
+    DenseCLIPEncoder,
+    clip_activation,
+    load_clip,
+)
 from models.simfeatup import JBUOne, load_simfeatup
 from models.sliding import Window, pad_to_multiple, plan_windows
 from models.text import TEMPLATES, ClassNames, TextEmbeddingCache, parse_class_names
@@ -128,6 +136,8 @@ class SegEarthOV(nn.Module):
         upsampler: Literal["simfeatup", "bilinear"] = "simfeatup",
         device: str | torch.device | None = None,
         upsampler_weights: str | Path | None = None,
+        sensor: Sensor = "optical",
+        activation: Activation | None = None,
         **settings: Any,
     ) -> SegEarthOV:
         """Load CLIP (and SimFeatUp) weights and build the segmenter.
@@ -139,17 +149,23 @@ class SegEarthOV(nn.Module):
             upsampler: ``simfeatup`` (published) or ``bilinear`` (no learned upsampler).
             device: torch device; default CUDA when available, else CPU.
             upsampler_weights: explicit SimFeatUp checkpoint path.
-            **settings: fields of :class:`SegEarthSettings`.
+            sensor: ``optical`` (OpenAI CLIP) or ``sar``: the AlignEarth image encoder with its
+                checkpoint's text tower, SCLIP attention over the last 2 blocks, the optical
+                SimFeatUp and GBA (:func:`models.alignearth.sensor_profile`).
+            activation: ``quickgelu`` or ``gelu`` for the CLIP MLPs; default: what the
+                checkpoint records, else QuickGELU (optical) or GELU (AlignEarth).
+            **settings: fields of :class:`SegEarthSettings`; they override the sensor's defaults.
 
         Raises:
             WeightsNotFoundError: a checkpoint is missing and cannot be downloaded.
-            ValueError: unknown backbone/upsampler, or weights that do not fit the backbone.
+            ValueError: unknown backbone/upsampler/sensor, or weights that do not fit.
         """
-        parsed = SegEarthSettings.from_kwargs(**settings)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; available: {sorted(BACKBONES)}")
-        clip_path = resolve_weights(backbone, weights)
-        clip = load_clip(clip_path)
+        profile = sensor_profile(sensor, backbone)
+        parsed = SegEarthSettings.from_kwargs(**{**profile.settings, **settings})
+        clip_path = resolve_weights(profile.weights, weights)
+        clip = load_clip(clip_path, activation, default_activation=profile.activation)
         patch = int(clip.visual.conv1.kernel_size[0])
         if patch != BACKBONES[backbone]:
             raise ValueError(
@@ -159,8 +175,10 @@ class SegEarthOV(nn.Module):
         clip_sha = file_sha256(clip_path)
         provenance: dict[str, Any] = {
             "backbone": backbone,
+            "sensor": profile.sensor,
             "clip_weights": clip_path.name,
             "clip_sha256": clip_sha,
+            "activation": clip_activation(clip),
             "upsampler": upsampler,
         }
         module = _build_upsampler(upsampler, backbone, upsampler_weights, clip, provenance)

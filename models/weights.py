@@ -85,6 +85,24 @@ REGISTRY: dict[str, WeightsEntry] = {
                 "(SegEarth-OV, Li et al. CVPR 2025; Apache-2.0)"
             ),
         ),
+        WeightsEntry(
+            name="AlignEarth-SAR-ViT-B-16",
+            filename="AlignEarth-SAR-ViT-B-16.pt",
+            # HuggingFace likyoo/AlignEarth-SAR-ViT-B-16 (README of earth-insights/SegEarth-OV-2,
+            # commit eb0c52b1). The file name comes from that README and the repo's configs; the
+            # publisher gives no checksum, and size and file name on the hub are UNVERIFIED.
+            url=(
+                "https://huggingface.co/likyoo/AlignEarth-SAR-ViT-B-16/resolve/main/"
+                "AlignEarth-SAR-ViT-B-16.pt"
+            ),
+            sha256_prefix="",
+            size="size unverified, a full CLIP ViT-B/16: roughly 300-600 MiB",
+            description=(
+                "AlignEarth SAR image encoder: CLIP ViT-B/16 distilled from optical CLIP on "
+                "optical-SAR pairs, saved as a full open_clip CLIP model (SegEarth-OV-2, Li et al. "
+                "2025, arXiv 2508.18067; file name and size UNVERIFIED)"
+            ),
+        ),
     )
 }
 
