@@ -46,20 +46,52 @@ class ModelSpec:
     """Explicit SimFeatUp checkpoint path."""
     settings: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     """Extra :class:`~models.segearth.SegEarthSettings` as (name, value) pairs."""
+    sensor: str = "optical"
+    """``optical`` (OpenAI CLIP) or ``sar`` (AlignEarth SAR encoder); see ``from_pretrained``."""
+    factory: str | None = None
+    """Plug-in segmenter as ``"package.module:callable"``; None builds SegEarth-OV.
+
+    ``callable(spec, device)`` returns an object with SegEarth-OV's inference API
+    (``set_classes``, ``classes``, ``predict``, ``predict_logits``, ``provenance``); the tile
+    tasks then use it unchanged. For users' own segmenters, and for test doubles of the model.
+    Worker processes must be able to import the module.
+    """
 
     def load(self, device: str | None = None) -> SegEarthOV:
         """Build the model (native resolution: no long-side resize) and set its classes."""
-        model = SegEarthOV.from_pretrained(
-            self.backbone,
-            weights=self.weights,
-            upsampler=self.upsampler,
-            device=device,
-            upsampler_weights=self.upsampler_weights,
-            **dict(self.settings),
-        )
-        model.with_settings(resize_long_side=None)
+        if self.factory is not None:
+            model = self._factory_callable()(self, device)
+        else:
+            model = SegEarthOV.from_pretrained(
+                self.backbone,
+                weights=self.weights,
+                upsampler=self.upsampler,
+                device=device,
+                upsampler_weights=self.upsampler_weights,
+                sensor=self.sensor,
+                **dict(self.settings),
+            )
+            model.with_settings(resize_long_side=None)
         model.set_classes(list(self.classes))
         return model
+
+    def _factory_callable(self) -> Any:
+        """The callable named by :attr:`factory`."""
+        import importlib
+
+        module, _, name = str(self.factory).partition(":")
+        if not module or not name:
+            raise ValueError(
+                f"factory must be 'package.module:callable', got {self.factory!r}; e.g. "
+                "'my_models.water:build'"
+            )
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"factory {self.factory!r} cannot be imported ({err}); put its module on the "
+                "PYTHONPATH of the flow and of every Dask worker"
+            ) from err
 
 
 _MODELS: dict[ModelSpec, SegEarthOV] = {}

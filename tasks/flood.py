@@ -1,0 +1,645 @@
+"""Flood mapping on tiles: windows and scenes around an event, water before/after per chunk.
+
+Mirrors :mod:`tasks.plan` and :mod:`tasks.infer` for a pair of windows around an event date:
+the pre-event window ``[event - pre_days, event)`` and the post-event window
+``[event, event + post_days]``. Each side is a Sentinel-1 composite (optionally overridden by
+cloud-free optical pixels); water is any class of a configurable water set, and
+``flooded = water_post & ~water_pre`` (:mod:`tasks.flood_cube`). Tasks get references only;
+segmenters are loaded once per worker process (:func:`tasks.infer.worker_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.text import parse_class_names
+from tasks._errors import InputError, NoScenesError
+from tasks._grid import GridSpec
+from tasks.catalog import (
+    CATALOGS,
+    SearchResult,
+    _retry_unless_user_error,
+    parse_aoi,
+    search_items,
+)
+from tasks.cube import NODATA, ClassTable, CubePlan, TimeStep, is_tile_done
+from tasks.flood_cube import (
+    SOURCE_NONE,
+    SOURCE_OPTICAL,
+    SOURCE_SAR,
+    FloodStep,
+    prepare_flood_cube,
+    water_mask,
+    write_flood_tile,
+)
+from tasks.infer import (
+    RGB_BANDS,
+    ModelSpec,
+    TileResult,
+    read_composite,
+    segment_array,
+    tile_windows,
+    worker_model,
+)
+from tasks.load import best_pixel_composite, check_readable, default_resolution, grid_for_aoi
+from tasks.plan import best_first
+from tasks.sar import (
+    CO_POL,
+    CROSS_POL,
+    POLARIZATIONS,
+    SAR_COMPOSITES,
+    SarSummary,
+    check_sar_items,
+    check_sar_readable,
+    load_sar,
+    sar_composite,
+    select_orbit,
+)
+from tasks.speckle import check_speckle
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLASSES: tuple[str, ...] = ("water,river,lake,flood water", "land,field,building,road,tree")
+"""Classes of a flood run: one water class with synonyms against everything else."""
+DEFAULT_WATER_CLASSES: tuple[str, ...] = ("water",)
+"""Class names (display name or synonym) counted as water."""
+OPTICAL_COLLECTIONS: tuple[str, ...] = ("sentinel-2-l2a",)
+"""Optical collections searched by default (Sentinel-2 L2A: SCL cloud mask)."""
+Side = Literal["pre", "post"]
+_SIDES = {"pre": "pre-event window", "post": "post-event window"}
+_HINTS = {
+    "pre": "widen pre_days (--pre-days): Sentinel-1 passes every 6-12 days",
+    "post": "widen post_days (--post-days) or wait for the next pass (every 6-12 days)",
+}
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloodWindows:
+    """The event date and the two search windows (ISO dates, inclusive)."""
+
+    event: str
+    """Event date: first day of the post-event window."""
+    pre: tuple[str, str]
+    """``(event - pre_days, event - 1 day)``."""
+    post: tuple[str, str]
+    """``(event, event + post_days)``."""
+
+
+def flood_windows(event_date: str | date, pre_days: int, post_days: int) -> FloodWindows:
+    """The windows around ``event_date`` (a date or ISO date/datetime; the day counts).
+
+    Raises:
+        InputError: a malformed date, ``pre_days`` < 1 or ``post_days`` < 0.
+    """
+    try:
+        event = (
+            event_date
+            if isinstance(event_date, date) and not isinstance(event_date, datetime)
+            else datetime.fromisoformat(str(event_date).replace("Z", "+00:00")).date()
+        )
+    except ValueError as err:
+        raise InputError(
+            f"event_date must be an ISO date like '2024-05-03', got {event_date!r}"
+        ) from err
+    for name, value, least in (("pre_days", pre_days, 1), ("post_days", post_days, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"{name} must be an integer >= {least} (days), got {value!r}")
+    day = timedelta(days=1)
+    return FloodWindows(
+        event.isoformat(),
+        ((event - pre_days * day).isoformat(), (event - day).isoformat()),
+        (event.isoformat(), (event + post_days * day).isoformat()),
+    )
+
+
+def water_indices(
+    classes: Sequence[str], water_classes: Sequence[str] | None = None
+) -> tuple[int, ...]:
+    """Indices of the water classes, matched by display name or synonym (case-insensitive).
+
+    Raises:
+        InputError: an unknown water class, no water class, or no class left that is not water.
+    """
+    parsed = parse_class_names(list(classes)).classes
+    wanted = list(DEFAULT_WATER_CLASSES if water_classes is None else water_classes)
+    if isinstance(water_classes, str) or not wanted:
+        raise InputError(
+            f"water_classes must be a non-empty list of class names, got {water_classes!r}; "
+            "e.g. ['water']"
+        )
+    lookup = {word.strip().lower(): i for i, words in enumerate(parsed) for word in words}
+    unknown = [w for w in wanted if str(w).strip().lower() not in lookup]
+    if unknown:
+        raise InputError(
+            f"water_classes {unknown!r} are not among the classes {[w[0] for w in parsed]!r} "
+            "(display names or synonyms); name one of those, or add the class"
+        )
+    indices = tuple(sorted({lookup[str(w).strip().lower()] for w in wanted}))
+    if len(indices) == len(parsed):
+        raise InputError(
+            f"every class of {list(classes)!r} is a water class; add at least one other class "
+            "(e.g. 'land,field,building,road,tree') for the segmenter to tell water apart"
+        )
+    return indices
+
+
+def default_sar_collections(catalog: str) -> list[str]:
+    """``sentinel-1-rtc`` on Planetary Computer (terrain-corrected gamma0), else GRD."""
+    pc = CATALOGS["planetary-computer"].url.rstrip("/")
+    if catalog == "planetary-computer" or str(catalog).rstrip("/") == pc:
+        return ["sentinel-1-rtc"]
+    return ["sentinel-1-grd"]
+
+
+@dataclass(frozen=True)
+class SarOptions:
+    """How each side's SAR composite is made (see :func:`tasks.sar.load_sar`)."""
+
+    polarizations: tuple[str, ...] | None = None
+    """Loaded polarisations; None: what ``composite`` needs, from the scenes."""
+    speckle: str | None = "lee"
+    """``lee``, ``refined_lee`` or None."""
+    speckle_window: int = 7
+    """Speckle filter window in pixels."""
+    composite: str = "grey"
+    """``grey`` (co-pol in 3 channels, what AlignEarth was shown on), ``dual`` or a pol name."""
+
+    def __post_init__(self) -> None:
+        if self.speckle is not None:
+            check_speckle(self.speckle, self.speckle_window)
+        if self.composite not in (*SAR_COMPOSITES, *POLARIZATIONS):
+            raise InputError(
+                f"composite must be one of {SAR_COMPOSITES} or a polarisation "
+                f"{POLARIZATIONS}, got {self.composite!r}"
+            )
+        pols = self.polarizations
+        if pols is not None:
+            pols = tuple(str(p).lower() for p in pols) if not isinstance(pols, str) else ()
+            if not pols or len(set(pols)) != len(pols) or not set(pols) <= set(POLARIZATIONS):
+                raise InputError(
+                    f"polarizations must be None or distinct names from {POLARIZATIONS}, got "
+                    f"{self.polarizations!r}"
+                )
+            object.__setattr__(self, "polarizations", pols)
+
+    def resolved(self, summary: SarSummary) -> SarOptions:
+        """These options with the polarisations to load picked from the scenes' set."""
+        if self.polarizations is not None:
+            return self
+        available = summary.polarizations
+        co = next((p for p in CO_POL if p in available), None)
+        cross = next((p for p in CROSS_POL if p in available), None)
+        if self.composite in POLARIZATIONS:
+            pols: tuple[str, ...] = (self.composite,)
+        elif self.composite == "dual" and co and cross:
+            pols = (co, cross)
+        else:
+            pols = (co or available[0],)
+        return dataclasses.replace(self, polarizations=pols)
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+def search_sar_window(
+    catalog: str,
+    aoi: Any,
+    side: Side,
+    window: tuple[str, str],
+    collections: Sequence[str] | None = None,
+    max_items: int | None = 20,
+    orbit: str | None = None,
+) -> SearchResult:
+    """SAR scenes of one window, optionally of one orbit direction, checked for mixing.
+
+    Raises:
+        NoScenesError: nothing in the window (or none of ``orbit``); names the window, the
+            catalog and the collections.
+        InputError: bad parameters, or the scenes mix orbit directions or polarisations
+            (:func:`tasks.sar.check_sar_items`; the message says how to keep one).
+    """
+    label, (start, end) = _SIDES[side], window
+    collections = list(collections) if collections else default_sar_collections(catalog)
+    where = f"catalog {catalog!r}, collections {collections!r}"
+    try:
+        found = search_items(catalog, aoi, start, end, collections, None, max_items)
+    except NoScenesError as err:
+        raise NoScenesError(
+            f"no SAR scenes in the {label} {start}..{end} ({where}); {_HINTS[side]}. "
+            f"Search said: {err}"
+        ) from err
+    items = list(found.items)
+    if orbit is not None:
+        kept = select_orbit(items, orbit)
+        if not kept:
+            states = sorted({str(i.get("properties", {}).get("sat:orbit_state")) for i in items})
+            raise NoScenesError(
+                f"no {orbit} SAR scenes in the {label} {start}..{end} ({where}): its "
+                f"{len(items)} scene(s) are {states!r}; pass that orbit, or {_HINTS[side]}"
+            )
+        found = dataclasses.replace(found, items=tuple(kept))
+    try:
+        check_sar_items(list(found.items))
+    except InputError as err:
+        raise InputError(f"SAR scenes of the {label} {start}..{end}: {err}") from err
+    return found
+
+
+def search_optical_window(
+    catalog: str,
+    aoi: Any,
+    side: Side,
+    window: tuple[str, str],
+    collections: Sequence[str] | None = None,
+    max_cloud: float | None = 10.0,
+    max_items: int | None = 20,
+) -> SearchResult | None:
+    """Cloud-free optical scenes of one window, or None when there are none (SAR only then)."""
+    collections = list(collections) if collections else list(OPTICAL_COLLECTIONS)
+    try:
+        return search_items(catalog, aoi, *window, collections, max_cloud, max_items)
+    except NoScenesError as err:
+        logger.info("no optical scenes in the %s; SAR only there (%s)", _SIDES[side], err)
+        return None
+
+
+search_sar_window_task = task(
+    search_sar_window,
+    name="search-sar",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+search_optical_window_task = task(
+    search_optical_window,
+    name="search-optical",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloodSpec:
+    """The segmenters of a flood run and the water classes; hashable."""
+
+    sar: ModelSpec
+    """Segmenter of the SAR composites (``sensor="sar"``: AlignEarth)."""
+    water: tuple[int, ...]
+    """Indices of the water classes in ``sar.classes``."""
+    optical: ModelSpec | None = None
+    """Segmenter of optical scenes (same classes), when optical scenes are used."""
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """The scenes of one side, in reading priority."""
+
+    sar: tuple[dict, ...]
+    """SAR items, by time."""
+    optical: tuple[dict, ...] = ()
+    """Cloud-free optical items, least cloudy first; empty for SAR only."""
+
+
+@dataclass(frozen=True)
+class FloodPlan:
+    """What the tile tasks need: references only."""
+
+    cube: CubePlan
+    """Store, event index and tiles still to write."""
+    grid: GridSpec
+    """Output grid."""
+    pre: Scenes
+    """Scenes before the event."""
+    post: Scenes
+    """Scenes after the event."""
+    sar: SarOptions
+    """SAR options with the polarisations resolved."""
+    summary: SarSummary
+    """Orbit direction, polarisations and geometry common to all SAR scenes."""
+
+
+def plan_flood(
+    pre: SearchResult,
+    post: SearchResult,
+    windows: FloodWindows,
+    spec: FloodSpec,
+    sar: SarOptions,
+    store: str,
+    aoi: Any,
+    pre_optical: SearchResult | None = None,
+    post_optical: SearchResult | None = None,
+    resolution: float | None = None,
+    crs: str | None = None,
+    chunk: int = 1024,
+    run_id: str | None = None,
+) -> FloodPlan:
+    """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
+
+    Raises:
+        InputError: the two sides mix orbit directions, polarisations or geometries (they must
+            be comparable), a bad chunk or grid, or an item lacks a band.
+        FileNotFoundError, ValueError: an asset cannot be read.
+    """
+    if chunk < 64:
+        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    try:
+        summary = check_sar_items([*pre.items, *post.items], sar.polarizations)
+    except InputError as err:
+        raise InputError(
+            f"the pre- and post-event SAR scenes are not comparable, so water changes would be "
+            f"geometry changes: {err}"
+        ) from err
+    sar = sar.resolved(summary)
+    _, bbox = parse_aoi(aoi)
+    first = post.items[0]
+    grid = grid_for_aoi(
+        bbox, resolution or default_resolution(first.get("collection", ""), first), crs
+    )
+    check_sar_readable([*pre.items, *post.items], sar.polarizations)
+    optical = [best_first(r.items) if r else () for r in (pre_optical, post_optical)]
+    if any(optical):
+        check_readable([*optical[0], *optical[1]], RGB_BANDS)
+    models, classes = _warm_models(spec, any(optical))
+    sides = (Scenes(pre.items, optical[0]), Scenes(post.items, optical[1]))
+    searches = (pre, post, pre_optical, post_optical)
+    provenance = _provenance(windows, sides, classes, spec, sar, summary, models, searches)
+    provenance["run_id"] = run_id or uuid.uuid4().hex
+    step = FloodStep(
+        windows.event,
+        windows.post[1],
+        _ids(sides[1]),
+        TimeStep(windows.pre[0], windows.pre[1], _ids(sides[0])),
+    )
+    cube = prepare_flood_cube(store, grid, classes, step, provenance, chunk)
+    logger.info(
+        "flood grid %s %dx%d px at %g; %d of %d tiles to do",
+        grid.crs,
+        *grid.shape,
+        grid.resolution,
+        len(cube.todo),
+        cube.n_tiles[0] * cube.n_tiles[1],
+    )
+    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary)
+
+
+def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassTable]:
+    """Load the segmenters here (weights resolved, prompts encoded and cached) and the classes."""
+    models = {"model": worker_model(spec.sar)}
+    if spec.optical is not None and optical:
+        models["model_optical"] = worker_model(spec.optical)
+    names = models["model"].classes
+    classes = ClassTable(names=names.names, synonyms=tuple(tuple(s) for s in names.classes))
+    return models, classes
+
+
+def _ids(scenes: Scenes) -> tuple[str, ...]:
+    return tuple(i["id"] for i in (*scenes.sar, *scenes.optical))
+
+
+def _provenance(
+    windows: FloodWindows,
+    sides: tuple[Scenes, Scenes],
+    classes: ClassTable,
+    spec: FloodSpec,
+    sar: SarOptions,
+    summary: SarSummary,
+    models: dict[str, Any],
+    searches: tuple[SearchResult | None, ...],
+) -> dict[str, Any]:
+    """Event, windows, items per side and sensor, water classes, models (JSON-safe)."""
+    model_info = {
+        key: {k: v for k, v in model.provenance().items() if k != "classes"}
+        for key, model in models.items()
+    }
+    info = {
+        "event_date": windows.event,
+        "pre_window": list(windows.pre),
+        "post_window": list(windows.post),
+        "items_pre_sar": [i["id"] for i in sides[0].sar],
+        "items_post_sar": [i["id"] for i in sides[1].sar],
+        "items_pre_optical": [i["id"] for i in sides[0].optical],
+        "items_post_optical": [i["id"] for i in sides[1].optical],
+        "dropped_items": [list(d) for r in searches if r is not None for d in r.dropped],
+        "water_classes": [classes.names[i] for i in spec.water],
+        "catalog": searches[1].catalog if searches[1] is not None else None,
+        "orbit_state": summary.orbit_state,
+        "sar_polarizations": list(sar.polarizations or ()),
+        "sar_geometry": "grd_radar_geometry" if summary.radar_geometry else "rtc",
+        "sar_composite": sar.composite,
+        "speckle_filter": sar.speckle or "none",
+        "speckle_window": sar.speckle_window,
+        **model_info,
+    }
+    return json.loads(json.dumps(info, default=str))
+
+
+plan_flood_task = task(plan_flood, name="plan-flood", cache_policy=NO_CACHE)
+
+
+# --- tiles ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloodTileJob:
+    """One output chunk of one event: references only."""
+
+    store: str
+    """Flood cube path or URL."""
+    time_index: int
+    """Event index in the store."""
+    tile: tuple[int, int]
+    """(tile_row, tile_col) in chunk units."""
+    chunk: int
+    """Chunk size in pixels."""
+    grid: GridSpec
+    """The full output grid."""
+    pre: Scenes
+    """Scenes before the event."""
+    post: Scenes
+    """Scenes after the event."""
+    sar: SarOptions
+    """SAR composite options (polarisations resolved)."""
+    halo: int = 112
+    """Extra pixels read around the chunk: context for the segmenter and the speckle filter."""
+    loader: str = "odc"
+    """``odc`` or ``stackstac``."""
+
+
+def flood_tile(job: FloodTileJob, spec: FloodSpec) -> TileResult:
+    """Read and segment both sides of one chunk (with the halo), crop and write."""
+    started = time.perf_counter()
+    if is_tile_done(job.store, job.time_index, job.tile):
+        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
+    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
+    inner = tuple(
+        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
+    )
+    stages = {"read": 0.0, "model": 0.0}
+    sides = []
+    for scenes, latest_first in ((job.pre, True), (job.post, False)):
+        labels, source = observe(job, scenes, outer, inner, spec, latest_first, stages)
+        sides.append((water_mask(labels, spec.water, source), source))
+    written = time.perf_counter()
+    (water_pre, source_pre), (water_post, source_post) = sides
+    write_flood_tile(
+        job.store, job.time_index, job.tile, water_pre, water_post, source_pre, source_post,
+        job.chunk,
+    )  # fmt: skip
+    finished = time.perf_counter()
+    status = "written" if (source_pre.any() or source_post.any()) else "nodata"
+    pixels = source_pre.size
+    timing = (*stages.items(), ("write", finished - written))
+    return TileResult(job.tile, status, pixels, finished - started, timing)
+
+
+def observe(
+    job: FloodTileJob,
+    scenes: Scenes,
+    outer: tuple[slice, slice],
+    inner: tuple[slice, ...],
+    spec: FloodSpec,
+    latest_first: bool,
+    stages: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels and source sensor of one side, cropped to the chunk core.
+
+    Cloud-free optical pixels win; SAR fills the rest. The model runs on the whole window
+    (core and halo), and only when the core has a pixel for it.
+    """
+    shape = (outer[0].stop - outer[0].start, outer[1].stop - outer[1].start)
+    labels = np.full(shape, NODATA, np.uint8)
+    source = np.full(shape, SOURCE_NONE, np.uint8)
+    if scenes.optical and spec.optical is not None:
+        tick = time.perf_counter()
+        rgb, valid = read_composite(scenes.optical, job.grid, outer, job.loader)
+        stages["read"] += time.perf_counter() - tick
+        _segment_into(labels, source, spec.optical, rgb, valid, inner, SOURCE_OPTICAL, stages)
+    if not (source[inner] != SOURCE_NONE).all():
+        tick = time.perf_counter()
+        rgb, valid = read_sar_composite(scenes.sar, job.grid, outer, job.sar, job.loader,
+                                        latest_first=latest_first)  # fmt: skip
+        stages["read"] += time.perf_counter() - tick
+        valid &= source == SOURCE_NONE
+        _segment_into(labels, source, spec.sar, rgb, valid, inner, SOURCE_SAR, stages)
+    return labels[inner], source[inner]
+
+
+def _segment_into(
+    labels: np.ndarray,
+    source: np.ndarray,
+    model: ModelSpec,
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    inner: tuple[slice, ...],
+    sensor: int,
+    stages: dict[str, float],
+) -> None:
+    """Segment ``rgb``; fill ``labels``/``source`` where ``valid`` (skipped: none in the core)."""
+    if not valid[inner].any():
+        return
+    tick = time.perf_counter()
+    found, _ = segment_array(worker_model(model), rgb, valid)
+    stages["model"] += time.perf_counter() - tick
+    labels[valid] = found[valid]
+    source[valid] = sensor
+
+
+def read_sar_composite(
+    items: tuple[dict, ...],
+    grid: GridSpec,
+    window: tuple[slice, slice],
+    options: SarOptions,
+    loader: str = "odc",
+    latest_first: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SAR composite ``[3, h, w]`` in 0..1 and validity ``[h, w]`` of a grid window.
+
+    Per pixel the first valid acquisition day in time order wins, or in reverse time order with
+    ``latest_first``: the pre-event side uses the latest image before the event, the post-event
+    side the earliest after it, so both stay as close to the event as the data allow.
+    """
+    subgrid = GridSpec.from_geobox(grid.geobox[window])
+    ds = load_sar(
+        list(items),
+        subgrid,
+        options.polarizations or ("vv",),
+        loader=loader,  # type: ignore[arg-type]
+        speckle=options.speckle,  # type: ignore[arg-type]
+        window=options.speckle_window,
+        chunks=max(subgrid.shape),
+    )
+    rgb = sar_composite(ds, options.composite)
+    if latest_first:
+        rgb = rgb.isel(time=slice(None, None, -1))
+    composite = best_pixel_composite(rgb).compute(scheduler="threads")
+    return composite["rgb"].values.astype(np.float32), composite["valid"].values.astype(bool)
+
+
+def flood_tiles(
+    jobs: list[FloodTileJob], spec: FloodSpec, gpu: bool = False
+) -> dict[str, dict[str, float]]:
+    """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
+
+    Must run on a Dask worker (submit it through the flow's DaskTaskRunner); one Prefect task
+    for all tiles, as :func:`tasks.infer.segment_tiles` and for the same reason.
+
+    Returns:
+        ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
+        (``read``, ``model``, ``write``) summed over the tiles.
+    """
+    from distributed import as_completed, worker_client
+    from prefect import get_run_logger
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    run_logger = get_run_logger()
+    statuses: dict[str, int] = {}
+    stage_seconds: dict[str, float] = {}
+    if not jobs:
+        return {"statuses": statuses, "stage_seconds": stage_seconds}
+    progress = create_progress_artifact(0.0, description="flood tiles")
+    resources = {"GPU": 1} if gpu else None
+    started, pixels = time.perf_counter(), 0
+    with worker_client() as client:  # secedes: this worker's thread runs tiles too
+        futures = client.map(flood_tile, jobs, spec=spec, pure=False, resources=resources)
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+            for stage, seconds in result.stages:
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
+            pixels += result.pixels
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            run_logger.info(
+                "flood tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
+                result.tile,
+                result.status,
+                done,
+                len(jobs),
+                done / elapsed,
+                pixels / elapsed / 1e6,
+            )
+            update_progress_artifact(progress, 100.0 * done / len(jobs))
+    return {"statuses": statuses, "stage_seconds": stage_seconds}
+
+
+flood_tiles_task = task(flood_tiles, name="flood-tiles", cache_policy=NO_CACHE)
