@@ -165,9 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_catalog(sub)
     _add_weights(sub)
+    from flows.cli_change import add_change_command
+    from flows.cli_flood import add_flood_command
     from flows.cli_flows import add_flow_commands
 
     add_flow_commands(sub, _add_model_options)
+    add_change_command(sub, _add_model_options)
+    add_flood_command(sub, _add_model_options)
     return parser
 
 

@@ -33,3 +33,19 @@ def test_monitoring_deployment_is_weekly_and_queues_overlapping_runs():
     assert weekly["schedules"][0]["cron"].split()[-1] == "1"
     assert weekly["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
     assert weekly["work_pool"]["name"]
+
+
+def test_change_deployment_is_monthly_without_dates_and_queues_overlapping_runs():
+    monthly = next(d for d in _deployments() if d["name"] == "change-monthly")
+    day, month, weekday = monthly["schedules"][0]["cron"].split()[2:]
+    assert day != "*" and (month, weekday) == ("*", "*")
+    assert not {"before", "after", "from_cube"} & set(monthly["parameters"])
+    assert monthly["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert monthly["work_pool"]["name"] == "terrawatch"
+
+
+def test_flood_deployment_runs_only_on_demand_and_never_drops_a_request():
+    flood = next(d for d in _deployments() if d["name"] == "flood-response")
+    assert not flood.get("schedules")
+    assert flood["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert {"aoi", "event_date"} <= set(flood["parameters"])

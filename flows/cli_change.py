@@ -1,0 +1,218 @@
+"""``terrawatch change``: run the change flow from the shell with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+
+def add_change_command(sub: argparse._SubParsersAction, add_model_options: Callable) -> None:
+    """Register the ``change`` sub-command."""
+    p = sub.add_parser("change", help="change cube for an area between two periods (Prefect flow)")
+    p.add_argument("--aoi", help="W,S,E,N in degrees, or a GeoJSON file (default with --from-cube)")
+    p.add_argument(
+        "--before",
+        help="earlier period START/END (ISO dates, inclusive); without --before and --after: "
+        "the last full month vs the same month a year earlier",
+    )
+    p.add_argument("--after", help="later period START/END (ISO dates, inclusive)")
+    p.add_argument(
+        "--from-cube",
+        help="land-cover cube whose grid, classes and last two periods make the pair",
+    )
+    p.add_argument("--classes", help='comma-separated classes; "|" joins synonyms: "tree|forest"')
+    p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
+    p.add_argument("--targets", help="comma-separated classes to watch (default: all but class 0)")
+    p.add_argument("--from-classes", help="only changes from these classes (comma-separated)")
+    p.add_argument("--to-classes", help="only changes to these classes (comma-separated)")
+    p.add_argument("--mode", default="mci", choices=["mci", "imc"])
+    p.add_argument("--theta", type=float, default=145.0, help="change angle in degrees")
+    p.add_argument(
+        "--rule",
+        default=None,
+        choices=["instance", "landcover"],
+        help="default: instance with --proposer sam, landcover with superpixels",
+    )
+    p.add_argument("--proposer", default="superpixel", choices=["superpixel", "sam"])
+    p.add_argument("--comparator", default="clip", choices=["clip", "dinov2"])
+    p.add_argument("--proposer-weights", help="SAM checkpoint path")
+    p.add_argument("--comparator-weights", help="DINOv2 checkpoint path")
+    p.add_argument(
+        "--catalog",
+        default="earth-search",
+        help="earth-search, planetary-computer, a STAC API URL or a local folder",
+    )
+    p.add_argument("--store", required=True, help="change cube: Zarr store path or fsspec URL")
+    p.add_argument("--resolution", type=float, help="output pixel size in metres")
+    p.add_argument("--crs", help="output CRS, default the AOI's UTM zone")
+    p.add_argument("--collections", nargs="+", help="STAC collections to search")
+    p.add_argument("--max-cloud", type=float, default=20.0, help="max eo:cloud_cover, percent")
+    p.add_argument("--max-items", type=int, default=50)
+    p.add_argument("--chunk", type=int, default=512, help="output chunk size in pixels")
+    p.add_argument("--halo", type=int, default=112, help="context pixels around each chunk")
+    p.add_argument("--loader", default="odc", choices=["odc", "stackstac"])
+    p.add_argument("--address", help="existing Dask scheduler, e.g. tcp://host:8786")
+    add_model_options(p)
+    p.set_defaults(handler=run_change_command)
+
+
+def run_change_command(args: argparse.Namespace) -> int:
+    """Run the flow in this process; a thread polls the store's tile records for the bar."""
+    from flows._api import shared_local_api
+    from flows._runner import dask_task_runner
+    from flows.change import change
+    from flows.cli import model_options
+    from flows.landcover import ModelOptions
+
+    params = change_params(args)
+    params["model"] = ModelOptions(**model_options(args))
+    after_start = _preflight(args, params)
+    runner = dask_task_runner(args.address)
+    stop = threading.Event()
+    bar = threading.Thread(target=_progress_bar, args=(args.store, after_start, stop), daemon=True)
+    bar.start()
+    try:
+        with shared_local_api():
+            summary = change.with_options(task_runner=runner)(**params)
+    finally:
+        stop.set()
+        bar.join(timeout=5)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def change_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow parameters of the command line (without the model options)."""
+    classes = None
+    if args.classes or args.classes_file or not args.from_cube:
+        classes = _classes(args)
+    if not args.from_cube and not args.aoi:
+        raise ValueError(
+            "give --aoi (with --before START/END and --after START/END, or neither for the last "
+            "month vs the same month a year earlier), or --from-cube LANDCOVER.zarr"
+        )
+    return dict(
+        aoi=args.aoi,
+        classes=classes,
+        before=_period("--before", args.before),
+        after=_period("--after", args.after),
+        from_cube=args.from_cube,
+        catalog=args.catalog,
+        store=args.store,
+        targets=_names(args.targets),
+        from_classes=_names(args.from_classes),
+        to_classes=_names(args.to_classes),
+        mode=args.mode,
+        theta=args.theta,
+        rule=args.rule,
+        proposer=args.proposer,
+        comparator=args.comparator,
+        proposer_weights=args.proposer_weights,
+        comparator_weights=args.comparator_weights,
+        collections=args.collections,
+        max_cloud=args.max_cloud,
+        max_items=args.max_items,
+        resolution=args.resolution,
+        crs=args.crs,
+        chunk=args.chunk,
+        halo=args.halo,
+        loader=args.loader,
+    )
+
+
+def _classes(args: argparse.Namespace) -> list[str]:
+    from flows.cli import parse_classes_option
+
+    classes = parse_classes_option(args.classes, args.classes_file)
+    if isinstance(classes, Path):
+        from models.text import parse_class_names
+
+        classes = [",".join(c) for c in parse_class_names(classes).classes]
+    return classes
+
+
+def _period(option: str, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split("/")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(
+            f"{option} must be START/END in ISO dates, e.g. 2024-06-01/2024-06-30, got {value!r}"
+        )
+    return parts
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """Fail in seconds, before a cluster starts; returns the later period's start.
+
+    Checks the class query, the periods, both catalog searches (not with ``--from-cube``: the
+    flow picks the cube's recorded items) and the weights (resolved, i.e. downloaded once on
+    first use into the weights directory the workers read from).
+    """
+    from flows.change import resolve_periods
+    from models.change import ChangeSettings
+    from tasks.catalog import search_items
+    from tasks.change import class_query
+    from tasks.change_cube import read_landcover_pair
+
+    classes = params["classes"]
+    if args.from_cube:
+        pair = read_landcover_pair(args.from_cube)
+        classes = classes or [",".join(words) for words in pair.classes.synonyms]
+    class_query(classes, params["targets"], params["from_classes"], params["to_classes"])
+    ChangeSettings(mode=args.mode, theta_deg=args.theta, rule=args.rule or "landcover")
+    if args.from_cube:
+        after_start = pair.step.time
+    else:
+        periods = resolve_periods(params["before"], params["after"], date.today())
+        for start, end in periods:
+            search_items(
+                args.catalog, args.aoi, start, end, args.collections, args.max_cloud, args.max_items
+            )
+        after_start = periods[1][0]
+    _resolve_weights(args)
+    return after_start
+
+
+def _resolve_weights(args: argparse.Namespace) -> None:
+    from models.features import DINOV2_WEIGHTS
+    from models.hf_weights import resolve_hf_model
+    from models.sam import SAM_WEIGHTS
+    from models.segearth import SIMFEATUP_WEIGHTS
+    from models.weights import resolve_weights
+
+    resolve_weights(args.backbone, args.weights)
+    if args.upsampler == "simfeatup":
+        resolve_weights(SIMFEATUP_WEIGHTS, args.upsampler_weights)
+    if args.proposer == "sam":
+        resolve_hf_model(SAM_WEIGHTS, args.proposer_weights)
+    if args.comparator == "dinov2":
+        resolve_hf_model(DINOV2_WEIGHTS, args.comparator_weights)
+
+
+def _progress_bar(store: str, start: str, stop: threading.Event) -> None:
+    """tqdm bar over the ``tile_done`` record of the pair being written."""
+    from tqdm import tqdm
+
+    from flows.cli_flows import _tiles_done
+
+    bar: Any = None
+    while not stop.wait(1.0):
+        done, total = _tiles_done(store, start)
+        if total and bar is None:
+            bar = tqdm(total=total, unit="tile", desc="change")
+        if bar is not None:
+            bar.update(done - bar.n)
+    if bar is not None:
+        done, _ = _tiles_done(store, start)
+        bar.update(done - bar.n)
+        bar.close()

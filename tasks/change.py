@@ -1,0 +1,468 @@
+"""Change detection on tiles: plan a pair, detect change per chunk (with a halo) and write it.
+
+Mirrors :mod:`tasks.plan` and :mod:`tasks.infer` for a pair of periods on one grid. Tasks get
+references only (grid, item dicts, store path, a :class:`ChangeSpec`); the detector is built
+once per worker process (:func:`worker_detector`), on the SegEarth-OV segmenter that
+:func:`tasks.infer.worker_model` already keeps, so the CLIP model is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from odc.geo import CRS
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.change import ChangeDetector, ChangeSettings
+from models.segearth import SegEarthOV
+from models.text import parse_class_names
+from tasks._errors import InputError
+from tasks._grid import GridSpec
+from tasks.bands import item_label, resolve_band
+from tasks.catalog import SearchResult, parse_aoi
+from tasks.change_cube import ChangeStep, prepare_change_cube, write_change_tile
+from tasks.cube import NODATA, ClassTable, CubePlan, TimeStep, is_tile_done
+from tasks.infer import RGB_BANDS, ModelSpec, TileResult, read_composite, tile_windows, worker_model
+from tasks.load import check_readable, default_resolution, grid_for_aoi
+from tasks.plan import best_first
+
+logger = logging.getLogger(__name__)
+
+PROPOSERS = ("superpixel", "sam")
+COMPARATORS = ("clip", "dinov2")
+
+
+@dataclass(frozen=True)
+class ChangeSpec:
+    """Which change detector a worker builds; small and hashable, so it keys the cache."""
+
+    segmenter: ModelSpec
+    """SegEarth-OV (identifier, and the CLIP features of the ``clip`` comparator)."""
+    settings: ChangeSettings = field(default_factory=ChangeSettings)
+    """Mode, θ, rule and the class query (indices into the segmenter's classes)."""
+    proposer: str = "superpixel"
+    """``superpixel`` (weights-free SLIC) or ``sam``."""
+    proposer_settings: tuple[tuple[str, Any], ...] = ()
+    """Extra keyword arguments of the proposer, as (name, value) pairs."""
+    proposer_weights: str | None = None
+    """SAM checkpoint (default: weights dir / download)."""
+    comparator: str = "clip"
+    """``clip`` (patch tokens of the segmenter's CLIP) or ``dinov2``."""
+    comparator_weights: str | None = None
+    """DINOv2 checkpoint (default: weights dir / download)."""
+
+    def __post_init__(self) -> None:
+        if self.proposer not in PROPOSERS:
+            raise InputError(f"proposer must be one of {PROPOSERS}, got {self.proposer!r}")
+        if self.comparator not in COMPARATORS:
+            raise InputError(f"comparator must be one of {COMPARATORS}, got {self.comparator!r}")
+
+    def load(self, segmenter: SegEarthOV) -> ChangeDetector:
+        """Build the detector around an already loaded segmenter (on its device)."""
+        from models.features import ClipFeatures, Dinov2Features
+        from models.proposals import SuperpixelProposer
+        from models.sam import SamProposer
+
+        settings = dict(self.proposer_settings)
+        device = segmenter.device
+        if self.proposer == "sam":
+            proposer = SamProposer.from_pretrained(self.proposer_weights, device=device, **settings)
+        else:
+            proposer = SuperpixelProposer(**settings)
+        if self.comparator == "dinov2":
+            features = Dinov2Features.from_pretrained(self.comparator_weights, device=device)
+        else:
+            features = ClipFeatures(segmenter)
+        return ChangeDetector(proposer, features, segmenter.predict_logits, self.settings)
+
+    def query(self) -> dict[str, Any]:
+        """The change query by class name, for the cube's attributes."""
+        names = [",".join(c) for c in parse_class_names(list(self.segmenter.classes)).classes]
+        settings = self.settings
+
+        def named(indices: tuple[int, ...] | None) -> list[str] | None:
+            return None if indices is None else [names[i].split(",")[0] for i in indices]
+
+        targets = settings.targets
+        if targets is None:
+            targets = tuple(range(1, len(names)))
+        return {
+            "classes": [n.split(",")[0] for n in names],
+            "targets": named(targets),
+            "from_classes": named(settings.from_classes),
+            "to_classes": named(settings.to_classes),
+            "mode": settings.mode,
+            "theta_deg": settings.theta_deg,
+            "rule": settings.rule,
+            "proposer": self.proposer,
+            "comparator": self.comparator,
+        }
+
+
+_DETECTORS: dict[ChangeSpec, ChangeDetector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def worker_detector(spec: ChangeSpec) -> ChangeDetector:
+    """The detector of ``spec`` for this process, built on first use and then reused."""
+    segmenter = worker_model(spec.segmenter)
+    with _DETECTORS_LOCK:
+        if spec not in _DETECTORS:
+            started = time.perf_counter()
+            _DETECTORS[spec] = spec.load(segmenter)
+            logger.info(
+                "built %s/%s change detector in %.1f s",
+                spec.proposer,
+                spec.comparator,
+                time.perf_counter() - started,
+            )
+        return _DETECTORS[spec]
+
+
+def class_query(
+    classes: list[str],
+    targets: list[str] | None = None,
+    from_classes: list[str] | None = None,
+    to_classes: list[str] | None = None,
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Class names of the change query as indices into ``classes``.
+
+    A name matches a class by its display name or any synonym (case-insensitive).
+
+    Raises:
+        InputError: An unknown name, an empty list, or no target class at all (``targets``
+            None means every class but the first, the background, so one class is not enough).
+    """
+    parsed = parse_class_names(classes).classes
+    if targets is None and len(parsed) < 2:
+        raise InputError(
+            f"the change query has no target class: classes={classes!r} holds only the "
+            "background (class 0); add the classes to watch, e.g. ['background', 'building']"
+        )
+    lookup = {word.strip().lower(): i for i, words in enumerate(parsed) for word in words}
+    resolved = []
+    for name, values in (("targets", targets), ("from_classes", from_classes),
+                         ("to_classes", to_classes)):  # fmt: skip
+        resolved.append(None if values is None else _indices(name, values, lookup, parsed))
+    return resolved[0], resolved[1], resolved[2]
+
+
+def _indices(
+    name: str, values: list[str], lookup: dict[str, int], parsed: tuple[tuple[str, ...], ...]
+) -> tuple[int, ...]:
+    if isinstance(values, str) or not values:
+        raise InputError(
+            f"{name}={values!r} holds no class: the change query needs at least one; give a list "
+            f"of class names from {[w[0] for w in parsed]!r}, or None for no restriction"
+        )
+    unknown = [v for v in values if str(v).strip().lower() not in lookup]
+    if unknown:
+        raise InputError(
+            f"{name} has unknown class name(s) {unknown!r}; the classes are "
+            f"{[w[0] for w in parsed]!r} (a synonym works too)"
+        )
+    return tuple(sorted({lookup[str(v).strip().lower()] for v in values}))
+
+
+# --- native grids of the two dates ----------------------------------------------------------
+
+
+def native_grid(item: dict) -> tuple[str, float, float, float] | None:
+    """(CRS, pixel size, x and y origin phase in pixels) of an item's red band, if recorded."""
+    asset = item.get("assets", {}).get(resolve_band(item, "red").asset, {})
+    props = item.get("properties", {})
+
+    def get(key: str) -> Any:
+        return asset.get(key, props.get(key))
+
+    code = get("proj:code") or (f"EPSG:{get('proj:epsg')}" if get("proj:epsg") else None)
+    code = code or get("proj:wkt2")
+    transform = get("proj:transform")
+    if not code or not transform:
+        return None
+    crs = CRS(code)
+    res = abs(float(transform[0]))
+    phase = [round((float(transform[i]) / res) % 1.0, 3) % 1.0 for i in (2, 5)]
+    return (f"EPSG:{crs.epsg}" if crs.epsg else crs.to_wkt(), round(res, 9), *phase)
+
+
+def check_same_grid(items_t1: tuple[dict, ...], items_t2: tuple[dict, ...]) -> None:
+    """Both dates must come on one native pixel grid (CRS, pixel size and pixel alignment).
+
+    Change is a per-pixel comparison: dates resampled from different grids shift by up to a
+    pixel against each other, and every edge then reads as change.
+
+    Raises:
+        InputError: The dates share no native grid; the message names both.
+    """
+    grids1 = {g for g in map(native_grid, items_t1) if g is not None}
+    grids2 = {g for g in map(native_grid, items_t2) if g is not None}
+    if grids1 and grids2 and not grids1 & grids2:
+        raise InputError(
+            f"the two dates are on different grids: before {_describe(grids1, items_t1)}, after "
+            f"{_describe(grids2, items_t2)}; change needs both dates on one grid (same CRS, "
+            "pixel size and pixel alignment). Reproject one date onto the other's grid, or "
+            "choose periods from the same sensor and tile"
+        )
+
+
+def _describe(grids: set[tuple], items: tuple[dict, ...]) -> str:
+    first = item_label(items[0])
+    return " / ".join(
+        f"{crs if len(crs) < 40 else crs[:40] + '...'}, {res:g} units/px, origin phase "
+        f"({px:g}, {py:g}) px"
+        for crs, res, px, py in sorted(grids, key=str)
+    ) + (f" ({len(items)} item(s), e.g. {first})")
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """What the tile tasks need: references only."""
+
+    cube: CubePlan
+    """Store, pair index and tiles still to write."""
+    grid: GridSpec
+    """Grid of both dates."""
+    items_t1: tuple[dict, ...]
+    """Items of the earlier period, best first."""
+    items_t2: tuple[dict, ...]
+    """Items of the later period, best first."""
+    classes: ClassTable
+    """Class table of the cube."""
+
+
+def plan_change(
+    before: SearchResult,
+    after: SearchResult,
+    periods: tuple[tuple[str, str], tuple[str, str]],
+    spec: ChangeSpec,
+    store: str,
+    aoi: str | list[float] | dict | None = None,
+    grid: GridSpec | None = None,
+    resolution: float | None = None,
+    crs: str | None = None,
+    chunk: int = 1024,
+    run_id: str | None = None,
+) -> ChangePlan:
+    """Check both dates, derive (or take) the grid, warm the detector and prepare the cube.
+
+    Args:
+        before: Search result of the earlier period.
+        after: Search result of the later period.
+        periods: ``((start, end), (start, end))`` of the earlier and later period.
+        spec: The detector.
+        store: Change cube path or URL.
+        aoi: Area (for the grid) when ``grid`` is not given.
+        grid: An explicit grid (e.g. a land-cover cube's); else derived from ``aoi``.
+        resolution: Pixel size (default per sensor) when the grid is derived.
+        crs: Output CRS (default UTM of the AOI centre) when the grid is derived.
+        chunk: Tile size in pixels.
+        run_id: Flow run id for the provenance.
+    """
+    if chunk < 64:
+        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    items1, items2 = best_first(before.items), best_first(after.items)
+    check_same_grid(items1, items2)
+    if grid is None:
+        if aoi is None:
+            raise InputError("give an aoi (W,S,E,N or GeoJSON) or a grid")
+        _, bbox = parse_aoi(aoi)
+        collection = items2[0].get("collection", "*")
+        grid = grid_for_aoi(bbox, resolution or default_resolution(collection, items2[0]), crs)
+    check_readable([*items1, *items2], RGB_BANDS)
+    detector = worker_detector(spec)
+    segmenter = worker_model(spec.segmenter)
+    classes = ClassTable(
+        names=segmenter.classes.names, synonyms=tuple(tuple(s) for s in segmenter.classes.classes)
+    )
+    provenance = _provenance(spec, detector, before, after, run_id)
+    (start1, end1), (start2, end2) = periods
+    step = ChangeStep.of(
+        TimeStep(str(start1)[:10], str(end1)[:10], tuple(i["id"] for i in items1)),
+        TimeStep(str(start2)[:10], str(end2)[:10], tuple(i["id"] for i in items2)),
+    )
+    cube = prepare_change_cube(store, grid, classes, step, provenance, chunk)
+    logger.info(
+        "change grid %s %dx%d px at %g; %d of %d tiles to do",
+        grid.crs,
+        *grid.shape,
+        grid.resolution,
+        len(cube.todo),
+        cube.n_tiles[0] * cube.n_tiles[1],
+    )
+    return ChangePlan(cube, grid, items1, items2, classes)
+
+
+def _provenance(
+    spec: ChangeSpec,
+    detector: ChangeDetector,
+    before: SearchResult,
+    after: SearchResult,
+    run_id: str | None,
+) -> dict[str, Any]:
+    """Change query, steps with weights and hashes, items per date, run id (JSON-safe)."""
+    steps = json.loads(json.dumps(detector.provenance(), default=str))
+    return {
+        "change_query": spec.query(),
+        "change_steps": steps,
+        "run_id": run_id or uuid.uuid4().hex,
+        "catalog": after.catalog,
+        "items_before": list(before.ids),
+        "items_after": list(after.ids),
+        "dropped_items": [list(d) for d in (*before.dropped, *after.dropped)],
+    }
+
+
+plan_change_task = task(plan_change, name="plan-change", cache_policy=NO_CACHE)
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeTileJob:
+    """One output chunk of one pair: references only."""
+
+    store: str
+    """Change cube path or URL."""
+    time_index: int
+    """Pair index in the store."""
+    tile: tuple[int, int]
+    """(tile_row, tile_col) in chunk units."""
+    chunk: int
+    """Chunk size in pixels."""
+    grid: GridSpec
+    """The full output grid."""
+    items_t1: tuple[dict, ...]
+    """Items of the earlier period, best first."""
+    items_t2: tuple[dict, ...]
+    """Items of the later period, best first."""
+    halo: int = 112
+    """Extra pixels read around the chunk: context for the segmenter's windows and for
+    masks (superpixels, SAM objects) that cross the chunk border."""
+    loader: str = "odc"
+    """``odc`` or ``stackstac``."""
+
+
+def change_tile(job: ChangeTileJob, spec: ChangeSpec) -> TileResult:
+    """Read both dates with the halo, detect change where both are valid, crop and write."""
+    started = time.perf_counter()
+    if is_tile_done(job.store, job.time_index, job.tile):
+        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
+    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
+    rgb1, valid1 = read_composite(job.items_t1, job.grid, outer, job.loader)
+    rgb2, valid2 = read_composite(job.items_t2, job.grid, outer, job.loader)
+    read_done = time.perf_counter()
+    valid = valid1 & valid2
+    inner = tuple(
+        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
+    )
+    shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
+    pixels = shape[0] * shape[1]
+    if not valid[inner].any():
+        empty = np.full(shape, NODATA, np.uint8)
+        write_change_tile(job.store, job.time_index, job.tile, empty, empty, empty, job.chunk)
+        return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
+    changed, class_from, class_to = detect_arrays(worker_detector(spec), rgb1, rgb2, valid)
+    detect_done = time.perf_counter()
+    write_change_tile(
+        job.store,
+        job.time_index,
+        job.tile,
+        changed[inner],
+        class_from[inner],
+        class_to[inner],
+        job.chunk,
+    )
+    finished = time.perf_counter()
+    stages = (
+        ("read", read_done - started),
+        ("detect", detect_done - read_done),
+        ("write", finished - detect_done),
+    )
+    return TileResult(job.tile, "written", pixels, finished - started, stages)
+
+
+def detect_arrays(
+    detector: ChangeDetector, rgb1: np.ndarray, rgb2: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``changed`` (uint8 1/0, 255 outside ``valid``) and class at t1/t2 (255 if unchanged)."""
+
+    def tensor(rgb: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)
+
+    result = detector.detect(tensor(rgb1), tensor(rgb2), torch.from_numpy(valid))
+    changed = result.changed.cpu().numpy().astype(np.uint8)
+    changed[~valid] = NODATA
+    class_from = result.class_from.cpu().numpy().astype(np.uint8)
+    class_to = result.class_to.cpu().numpy().astype(np.uint8)
+    class_from[changed != 1] = NODATA
+    class_to[changed != 1] = NODATA
+    return changed, class_from, class_to
+
+
+def change_tiles(
+    jobs: list[ChangeTileJob], spec: ChangeSpec, gpu: bool = False
+) -> dict[str, dict[str, float]]:
+    """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
+
+    Must run on a Dask worker (submit it through the flow's DaskTaskRunner). One Prefect task
+    for all tiles, as :func:`tasks.infer.segment_tiles` (and for the same reason: a Prefect
+    task run per tile costs about a second of API calls on a small machine).
+
+    Args:
+        jobs: One job per tile still to write.
+        spec: Detector to build once per worker process.
+        gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
+
+    Returns:
+        ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
+        (``read``, ``detect``, ``write``) summed over the written tiles.
+    """
+    from distributed import as_completed, worker_client
+    from prefect import get_run_logger
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    run_logger = get_run_logger()
+    statuses: dict[str, int] = {}
+    stage_seconds: dict[str, float] = {}
+    if not jobs:
+        return {"statuses": statuses, "stage_seconds": stage_seconds}
+    progress = create_progress_artifact(0.0, description="change tiles")
+    resources = {"GPU": 1} if gpu else None
+    started, pixels = time.perf_counter(), 0
+    with worker_client() as client:  # secedes: this worker's thread runs tiles too
+        futures = client.map(change_tile, jobs, spec=spec, pure=False, resources=resources)
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+            for stage, seconds in result.stages:
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
+            pixels += result.pixels
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            run_logger.info(
+                "change tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
+                result.tile,
+                result.status,
+                done,
+                len(jobs),
+                done / elapsed,
+                pixels / elapsed / 1e6,
+            )
+            update_progress_artifact(progress, 100.0 * done / len(jobs))
+    return {"statuses": statuses, "stage_seconds": stage_seconds}
+
+
+change_tiles_task = task(change_tiles, name="change-tiles", cache_policy=NO_CACHE)
