@@ -140,20 +140,32 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_weights_list(args: argparse.Namespace) -> int:
+    from models.hf_weights import HF_REGISTRY, is_model_dir
     from models.weights import REGISTRY, weights_dir
 
     for entry in REGISTRY.values():
         path = weights_dir() / entry.filename
         state = "present" if path.is_file() else "missing"
         print(f"{entry.name:32s} {state:8s} {path}  ({entry.size}; {entry.description})")
+    for hf in HF_REGISTRY.values():  # change detection: Hugging Face model folders
+        path = weights_dir() / hf.name
+        state = "present" if is_model_dir(path) else "missing"
+        print(f"{hf.name:32s} {state:8s} {path}/  ({hf.size}; {hf.description})")
     return 0
 
 
 def _run_weights_fetch(args: argparse.Namespace) -> int:
-    from models.weights import resolve_weights
+    from models.hf_weights import HF_REGISTRY, fetch
+    from models.weights import REGISTRY, resolve_weights
 
+    unknown = [n for n in args.name if n not in REGISTRY and n not in HF_REGISTRY]
+    if unknown:
+        raise ValueError(
+            f"unknown weights {unknown}; known: {sorted(REGISTRY) + sorted(HF_REGISTRY)} "
+            "(see `terrawatch weights list`)"
+        )
     for name in args.name:
-        print(f"{name}: {resolve_weights(name)}")
+        print(f"{name}: {fetch(name) if name in HF_REGISTRY else resolve_weights(name)}")
     return 0
 
 

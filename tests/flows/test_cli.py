@@ -126,3 +126,24 @@ def test_console_script_is_installed():
         pytest.skip("terrawatch is not installed in this environment (pip install -e .)")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "segment" in out.stdout and "landcover" in out.stdout
+
+
+def test_weights_list_names_every_checkpoint_and_model_folder(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ViT-B-16", "simfeatup-jbu-one-million-aid", "AlignEarth-SAR-ViT-B-16"):
+        assert name in out
+    assert "sam-vit-huge" in out and "dinov2-base" in out
+
+
+def test_weights_fetch_of_an_unknown_name_lists_the_known_ones(capsys):
+    assert main(["weights", "fetch", "ViT-X-99"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown weights ['ViT-X-99']" in err and "dinov2-base" in err
+
+
+def test_weights_fetch_offline_says_how_to_get_the_model(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TERRAWATCH_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("TERRAWATCH_OFFLINE", "1")
+    assert main(["weights", "fetch", "dinov2-base"]) == 2
+    assert "dinov2-base" in capsys.readouterr().err
