@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_catalog(sub)
     _add_weights(sub)
+    from flows.cli_align import add_align_command
     from flows.cli_change import add_change_command
     from flows.cli_flood import add_flood_command
     from flows.cli_flows import add_flow_commands
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flow_commands(sub, _add_model_options)
     add_change_command(sub, _add_model_options)
     add_flood_command(sub, _add_model_options)
+    add_align_command(sub)
     return parser
 
 
