@@ -24,7 +24,7 @@ def dask_task_runner(address: str | None = None) -> DaskTaskRunner:
     address = address or os.environ.get(DASK_ADDRESS_ENV)
     if address:
         return DaskTaskRunner(address=address)
-    if _has_cuda() and importlib.util.find_spec("dask_cuda") is not None:
+    if _has_cuda() and _has_dask_cuda():
         return DaskTaskRunner(
             cluster_class="dask_cuda.LocalCUDACluster",
             cluster_kwargs={
@@ -33,8 +33,8 @@ def dask_task_runner(address: str | None = None) -> DaskTaskRunner:
                 "dashboard_address": None,
             },
         )
-    threads = int(os.environ.get(DASK_THREADS_ENV, "1"))
-    workers = int(os.environ.get(DASK_WORKERS_ENV, str(max(1, (os.cpu_count() or 1) // threads))))
+    threads = _env_count(DASK_THREADS_ENV, 1)
+    workers = _env_count(DASK_WORKERS_ENV, max(1, (os.cpu_count() or 1) // threads))
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": workers,
@@ -45,12 +45,26 @@ def dask_task_runner(address: str | None = None) -> DaskTaskRunner:
     )
 
 
+def _env_count(name: str, default: int) -> int:
+    """A positive integer from the environment, or ``default`` when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${name} must be a positive integer, got {raw!r}; unset it or fix it")
+    return int(raw)
+
+
 def _has_cuda() -> bool:
     try:
         import torch
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def _has_dask_cuda() -> bool:
+    return importlib.util.find_spec("dask_cuda") is not None
 
 
 GPU_WORKERS_ENV = "TERRAWATCH_GPU_WORKERS"
@@ -64,9 +78,5 @@ def gpu_workers_expected() -> bool:
     resource no worker has would block forever, so it is never guessed for an unknown cluster.
     """
     flag = os.environ.get(GPU_WORKERS_ENV, "").strip().lower() in {"1", "true", "yes"}
-    local_gpu = (
-        not os.environ.get(DASK_ADDRESS_ENV)
-        and _has_cuda()
-        and (importlib.util.find_spec("dask_cuda") is not None)
-    )
+    local_gpu = not os.environ.get(DASK_ADDRESS_ENV) and _has_cuda() and _has_dask_cuda()
     return flag or local_gpu
