@@ -15,9 +15,10 @@ from models.change import ChangeSettings
 from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks.catalog import SearchResult, search_items_task
-from tasks.change import ChangeSpec, ChangeTileJob, change_tiles_task, class_query, plan_change_task
+from tasks.change import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
 from tasks.change_cube import ChangeStep, LandcoverPair, read_landcover_pair
 from tasks.cube import TimeStep
+from tasks.plan_change import plan_change_task
 from tasks.publish_change import publish_change_task
 
 Period = tuple[str, str]

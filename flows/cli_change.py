@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
-import threading
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
+
+from flows._cli_common import (
+    add_catalog_options,
+    add_classes_options,
+    add_run_options,
+    read_classes,
+    run_flow_with_progress,
+)
 
 
 def add_change_command(sub: argparse._SubParsersAction, add_model_options: Callable) -> None:
@@ -25,8 +30,7 @@ def add_change_command(sub: argparse._SubParsersAction, add_model_options: Calla
         "--from-cube",
         help="land-cover cube whose grid, classes and last two periods make the pair",
     )
-    p.add_argument("--classes", help='comma-separated classes; "|" joins synonyms: "tree|forest"')
-    p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
+    add_classes_options(p)
     p.add_argument("--targets", help="comma-separated classes to watch (default: all but class 0)")
     p.add_argument("--from-classes", help="only changes from these classes (comma-separated)")
     p.add_argument("--to-classes", help="only changes to these classes (comma-separated)")
@@ -42,29 +46,16 @@ def add_change_command(sub: argparse._SubParsersAction, add_model_options: Calla
     p.add_argument("--comparator", default="clip", choices=["clip", "dinov2"])
     p.add_argument("--proposer-weights", help="SAM checkpoint path")
     p.add_argument("--comparator-weights", help="DINOv2 checkpoint path")
-    p.add_argument(
-        "--catalog",
-        default="earth-search",
-        help="earth-search, planetary-computer, a STAC API URL or a local folder",
+    add_catalog_options(
+        p, "change cube: Zarr store path or fsspec URL", "output pixel size in metres"
     )
-    p.add_argument("--store", required=True, help="change cube: Zarr store path or fsspec URL")
-    p.add_argument("--resolution", type=float, help="output pixel size in metres")
-    p.add_argument("--crs", help="output CRS, default the AOI's UTM zone")
-    p.add_argument("--collections", nargs="+", help="STAC collections to search")
-    p.add_argument("--max-cloud", type=float, default=20.0, help="max eo:cloud_cover, percent")
-    p.add_argument("--max-items", type=int, default=50)
-    p.add_argument("--chunk", type=int, default=512, help="output chunk size in pixels")
-    p.add_argument("--halo", type=int, default=112, help="context pixels around each chunk")
-    p.add_argument("--loader", default="odc", choices=["odc", "stackstac"])
-    p.add_argument("--address", help="existing Dask scheduler, e.g. tcp://host:8786")
+    add_run_options(p, chunk=512)
     add_model_options(p)
     p.set_defaults(handler=run_change_command)
 
 
 def run_change_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from flows._api import shared_local_api
-    from flows._runner import dask_task_runner
     from flows.change import change
     from flows.cli import model_options
     from flows.landcover import ModelOptions
@@ -72,25 +63,14 @@ def run_change_command(args: argparse.Namespace) -> int:
     params = change_params(args)
     params["model"] = ModelOptions(**model_options(args))
     after_start = _preflight(args, params)
-    runner = dask_task_runner(args.address)
-    stop = threading.Event()
-    bar = threading.Thread(target=_progress_bar, args=(args.store, after_start, stop), daemon=True)
-    bar.start()
-    try:
-        with shared_local_api():
-            summary = change.with_options(task_runner=runner)(**params)
-    finally:
-        stop.set()
-        bar.join(timeout=5)
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return run_flow_with_progress(change, params, args.address, args.store, after_start, "change")
 
 
 def change_params(args: argparse.Namespace) -> dict[str, Any]:
     """The flow parameters of the command line (without the model options)."""
     classes = None
     if args.classes or args.classes_file or not args.from_cube:
-        classes = _classes(args)
+        classes = read_classes(args)
     if not args.from_cube and not args.aoi:
         raise ValueError(
             "give --aoi (with --before START/END and --after START/END, or neither for the last "
@@ -123,17 +103,6 @@ def change_params(args: argparse.Namespace) -> dict[str, Any]:
         halo=args.halo,
         loader=args.loader,
     )
-
-
-def _classes(args: argparse.Namespace) -> list[str]:
-    from flows.cli import parse_classes_option
-
-    classes = parse_classes_option(args.classes, args.classes_file)
-    if isinstance(classes, Path):
-        from models.text import parse_class_names
-
-        classes = [",".join(c) for c in parse_class_names(classes).classes]
-    return classes
 
 
 def _period(option: str, value: str | None) -> list[str] | None:
@@ -197,22 +166,3 @@ def _resolve_weights(args: argparse.Namespace) -> None:
         resolve_hf_model(SAM_WEIGHTS, args.proposer_weights)
     if args.comparator == "dinov2":
         resolve_hf_model(DINOV2_WEIGHTS, args.comparator_weights)
-
-
-def _progress_bar(store: str, start: str, stop: threading.Event) -> None:
-    """tqdm bar over the ``tile_done`` record of the pair being written."""
-    from tqdm import tqdm
-
-    from flows.cli_flows import _tiles_done
-
-    bar: Any = None
-    while not stop.wait(1.0):
-        done, total = _tiles_done(store, start)
-        if total and bar is None:
-            bar = tqdm(total=total, unit="tile", desc="change")
-        if bar is not None:
-            bar.update(done - bar.n)
-    if bar is not None:
-        done, _ = _tiles_done(store, start)
-        bar.update(done - bar.n)
-        bar.close()

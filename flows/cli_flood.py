@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from tasks.flood import DEFAULT_CLASSES
+from flows._cli_common import (
+    add_classes_options,
+    add_grid_options,
+    add_run_options,
+    read_classes,
+    run_flow_with_progress,
+)
+from tasks.flood_search import DEFAULT_CLASSES
 
 
 def add_flood_command(
@@ -23,12 +27,11 @@ def add_flood_command(
     p.add_argument("--date", required=True, help="event date (ISO); the post-event window starts")
     p.add_argument("--pre-days", type=int, default=12, help="days before the event searched")
     p.add_argument("--post-days", type=int, default=6, help="days after the event date searched")
-    p.add_argument(
-        "--classes",
-        help='comma-separated classes; "|" joins synonyms (default: '
+    add_classes_options(
+        p,
+        'comma-separated classes; "|" joins synonyms (default: '
         '"water|river|lake|flood water,land|field|building|road|tree")',
     )
-    p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
     p.add_argument(
         "--water-classes", default="water", help="comma-separated classes that count as water"
     )
@@ -48,12 +51,8 @@ def add_flood_command(
     p.add_argument("--optical-collections", nargs="+", help="optical collections")
     p.add_argument("--max-cloud", type=float, default=10.0, help="max cloud of optical, percent")
     p.add_argument("--max-items", type=int, default=20, help="max scenes per window and sensor")
-    p.add_argument("--resolution", type=float, help="output pixel size in metres (default 10)")
-    p.add_argument("--crs", help="output CRS, default the AOI's UTM zone")
-    p.add_argument("--chunk", type=int, default=1024, help="output chunk size in pixels")
-    p.add_argument("--halo", type=int, default=112, help="context pixels around each chunk")
-    p.add_argument("--loader", default="odc", choices=["odc", "stackstac"])
-    p.add_argument("--address", help="existing Dask scheduler, e.g. tcp://host:8786")
+    add_grid_options(p, "output pixel size in metres (default 10)")
+    add_run_options(p, chunk=1024)
     if add_model_options is None:
         from flows.cli import _add_model_options as add_model_options
     add_model_options(p)
@@ -68,8 +67,6 @@ def add_flood_command(
 
 def run_flood_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from flows._api import shared_local_api
-    from flows._runner import dask_task_runner
     from flows.cli import model_options
     from flows.flood import FloodModelOptions, flood
 
@@ -81,18 +78,7 @@ def run_flood_command(args: argparse.Namespace) -> int:
         factory=args.model_factory,
     )
     event = _preflight(args, params)
-    runner = dask_task_runner(args.address)
-    stop = threading.Event()
-    bar = threading.Thread(target=_progress_bar, args=(args.store, event, stop), daemon=True)
-    bar.start()
-    try:
-        with shared_local_api():
-            summary = flood.with_options(task_runner=runner)(**params)
-    finally:
-        stop.set()
-        bar.join(timeout=5)
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return run_flow_with_progress(flood, params, args.address, args.store, event, "flood")
 
 
 def flood_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,16 +111,9 @@ def flood_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _classes(args: argparse.Namespace) -> list[str]:
-    from flows.cli import parse_classes_option
-
     if not (args.classes or args.classes_file):
         return list(DEFAULT_CLASSES)
-    classes = parse_classes_option(args.classes, args.classes_file)
-    if isinstance(classes, Path):
-        from models.text import parse_class_names
-
-        classes = [",".join(c) for c in parse_class_names(classes).classes]
-    return classes
+    return read_classes(args)
 
 
 def _names(option: str, value: str | None) -> list[str] | None:
@@ -153,7 +132,7 @@ def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
     and polarisation set on each side and across the two), and resolves the weights
     (downloaded once on first use into the weights directory the workers read from).
     """
-    from tasks.flood import SarOptions, flood_windows, search_sar_window, water_indices
+    from tasks.flood_search import SarOptions, flood_windows, search_sar_window, water_indices
     from tasks.sar import check_sar_items
 
     windows = flood_windows(params["event_date"], params["pre_days"], params["post_days"])
@@ -182,22 +161,3 @@ def _resolve_weights(args: argparse.Namespace) -> None:
         resolve_weights(SIMFEATUP_WEIGHTS, args.upsampler_weights)
     if args.optical:
         resolve_weights(args.backbone, args.optical_weights)
-
-
-def _progress_bar(store: str, event: str, stop: threading.Event) -> None:
-    """tqdm bar over the ``tile_done`` record of the event being written."""
-    from tqdm import tqdm
-
-    from flows.cli_flows import _tiles_done
-
-    bar: Any = None
-    while not stop.wait(1.0):
-        done, total = _tiles_done(store, event)
-        if total and bar is None:
-            bar = tqdm(total=total, unit="tile", desc="flood")
-        if bar is not None:
-            bar.update(done - bar.n)
-    if bar is not None:
-        done, _ = _tiles_done(store, event)
-        bar.update(done - bar.n)
-        bar.close()

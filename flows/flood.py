@@ -11,15 +11,12 @@ from pydantic import Field
 
 from flows._runner import dask_task_runner, gpu_workers_expected
 from flows.landcover import ModelOptions
-from tasks.flood import (
+from tasks.flood import FloodSpec, FloodTileJob, flood_tiles_task, plan_flood_task
+from tasks.flood_search import (
     DEFAULT_CLASSES,
-    FloodSpec,
-    FloodTileJob,
     SarOptions,
     default_sar_collections,
-    flood_tiles_task,
     flood_windows,
-    plan_flood_task,
     search_optical_window_task,
     search_sar_window_task,
     water_indices,

@@ -1,39 +1,30 @@
-"""Flood mapping on tiles: windows and scenes around an event, water before/after per chunk.
+"""Flood mapping on tiles: plan an event, then water before/after per chunk and the tile task.
 
-Mirrors :mod:`tasks.plan` and :mod:`tasks.infer` for a pair of windows around an event date:
-the pre-event window ``[event - pre_days, event)`` and the post-event window
-``[event, event + post_days]``. Each side is a Sentinel-1 composite (optionally overridden by
-cloud-free optical pixels); water is any class of a configurable water set, and
-``flooded = water_post & ~water_pre`` (:mod:`tasks.flood_cube`). Tasks get references only;
-segmenters are loaded once per worker process (:func:`tasks.infer.worker_model`).
+Mirrors :mod:`tasks.plan` and :mod:`tasks.infer` for a pair of windows around an event date
+(:mod:`tasks.flood_search`: the pre-event window ``[event - pre_days, event)``, the post-event
+window ``[event, event + post_days]`` and their searches; its names stay importable from
+here). Each side is a Sentinel-1 composite (optionally overridden by cloud-free optical
+pixels); water is any class of a configurable water set, and ``flooded = water_post &
+~water_pre`` (:mod:`tasks.flood_cube`). Tasks get references only; segmenters are loaded once
+per worker process (:func:`tasks.infer.worker_model`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.text import parse_class_names
-from tasks._errors import InputError, NoScenesError
+from tasks._errors import InputError
 from tasks._grid import GridSpec
-from tasks.catalog import (
-    CATALOGS,
-    SearchResult,
-    _retry_unless_user_error,
-    parse_aoi,
-    search_items,
-)
+from tasks.catalog import SearchResult, parse_aoi
 from tasks.cube import NODATA, ClassTable, CubePlan, TimeStep, is_tile_done
 from tasks.flood_cube import (
     SOURCE_NONE,
@@ -44,10 +35,24 @@ from tasks.flood_cube import (
     water_mask,
     write_flood_tile,
 )
+from tasks.flood_search import (  # noqa: F401  (re-exported: flows, tests, tasks.chips)
+    DEFAULT_CLASSES,
+    DEFAULT_WATER_CLASSES,
+    OPTICAL_COLLECTIONS,
+    FloodWindows,
+    SarOptions,
+    Side,
+    default_sar_collections,
+    flood_windows,
+    search_optical_window,
+    search_optical_window_task,
+    search_sar_window,
+    search_sar_window_task,
+    water_indices,
+)
 from tasks.infer import (
     RGB_BANDS,
     ModelSpec,
-    TileResult,
     read_composite,
     segment_array,
     tile_windows,
@@ -55,246 +60,10 @@ from tasks.infer import (
 )
 from tasks.load import best_pixel_composite, check_readable, default_resolution, grid_for_aoi
 from tasks.plan import best_first
-from tasks.sar import (
-    CO_POL,
-    CROSS_POL,
-    POLARIZATIONS,
-    SAR_COMPOSITES,
-    SarSummary,
-    check_sar_items,
-    check_sar_readable,
-    load_sar,
-    sar_composite,
-    select_orbit,
-)
-from tasks.speckle import check_speckle
+from tasks.sar import SarSummary, check_sar_items, check_sar_readable, load_sar, sar_composite
+from tasks.tile_runner import TileResult, run_tiles
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CLASSES: tuple[str, ...] = ("water,river,lake,flood water", "land,field,building,road,tree")
-"""Classes of a flood run: one water class with synonyms against everything else."""
-DEFAULT_WATER_CLASSES: tuple[str, ...] = ("water",)
-"""Class names (display name or synonym) counted as water."""
-OPTICAL_COLLECTIONS: tuple[str, ...] = ("sentinel-2-l2a",)
-"""Optical collections searched by default (Sentinel-2 L2A: SCL cloud mask)."""
-Side = Literal["pre", "post"]
-_SIDES = {"pre": "pre-event window", "post": "post-event window"}
-_HINTS = {
-    "pre": "widen pre_days (--pre-days): Sentinel-1 passes every 6-12 days",
-    "post": "widen post_days (--post-days) or wait for the next pass (every 6-12 days)",
-}
-
-
-# --- inputs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FloodWindows:
-    """The event date and the two search windows (ISO dates, inclusive)."""
-
-    event: str
-    """Event date: first day of the post-event window."""
-    pre: tuple[str, str]
-    """``(event - pre_days, event - 1 day)``."""
-    post: tuple[str, str]
-    """``(event, event + post_days)``."""
-
-
-def flood_windows(event_date: str | date, pre_days: int, post_days: int) -> FloodWindows:
-    """The windows around ``event_date`` (a date or ISO date/datetime; the day counts).
-
-    Raises:
-        InputError: a malformed date, ``pre_days`` < 1 or ``post_days`` < 0.
-    """
-    try:
-        event = (
-            event_date
-            if isinstance(event_date, date) and not isinstance(event_date, datetime)
-            else datetime.fromisoformat(str(event_date).replace("Z", "+00:00")).date()
-        )
-    except ValueError as err:
-        raise InputError(
-            f"event_date must be an ISO date like '2024-05-03', got {event_date!r}"
-        ) from err
-    for name, value, least in (("pre_days", pre_days, 1), ("post_days", post_days, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InputError(f"{name} must be an integer >= {least} (days), got {value!r}")
-    day = timedelta(days=1)
-    return FloodWindows(
-        event.isoformat(),
-        ((event - pre_days * day).isoformat(), (event - day).isoformat()),
-        (event.isoformat(), (event + post_days * day).isoformat()),
-    )
-
-
-def water_indices(
-    classes: Sequence[str], water_classes: Sequence[str] | None = None
-) -> tuple[int, ...]:
-    """Indices of the water classes, matched by display name or synonym (case-insensitive).
-
-    Raises:
-        InputError: an unknown water class, no water class, or no class left that is not water.
-    """
-    parsed = parse_class_names(list(classes)).classes
-    wanted = list(DEFAULT_WATER_CLASSES if water_classes is None else water_classes)
-    if isinstance(water_classes, str) or not wanted:
-        raise InputError(
-            f"water_classes must be a non-empty list of class names, got {water_classes!r}; "
-            "e.g. ['water']"
-        )
-    lookup = {word.strip().lower(): i for i, words in enumerate(parsed) for word in words}
-    unknown = [w for w in wanted if str(w).strip().lower() not in lookup]
-    if unknown:
-        raise InputError(
-            f"water_classes {unknown!r} are not among the classes {[w[0] for w in parsed]!r} "
-            "(display names or synonyms); name one of those, or add the class"
-        )
-    indices = tuple(sorted({lookup[str(w).strip().lower()] for w in wanted}))
-    if len(indices) == len(parsed):
-        raise InputError(
-            f"every class of {list(classes)!r} is a water class; add at least one other class "
-            "(e.g. 'land,field,building,road,tree') for the segmenter to tell water apart"
-        )
-    return indices
-
-
-def default_sar_collections(catalog: str) -> list[str]:
-    """``sentinel-1-rtc`` on Planetary Computer (terrain-corrected gamma0), else GRD."""
-    pc = CATALOGS["planetary-computer"].url.rstrip("/")
-    if catalog == "planetary-computer" or str(catalog).rstrip("/") == pc:
-        return ["sentinel-1-rtc"]
-    return ["sentinel-1-grd"]
-
-
-@dataclass(frozen=True)
-class SarOptions:
-    """How each side's SAR composite is made (see :func:`tasks.sar.load_sar`)."""
-
-    polarizations: tuple[str, ...] | None = None
-    """Loaded polarisations; None: what ``composite`` needs, from the scenes."""
-    speckle: str | None = "lee"
-    """``lee``, ``refined_lee`` or None."""
-    speckle_window: int = 7
-    """Speckle filter window in pixels."""
-    composite: str = "grey"
-    """``grey`` (co-pol in 3 channels, what AlignEarth was shown on), ``dual`` or a pol name."""
-
-    def __post_init__(self) -> None:
-        if self.speckle is not None:
-            check_speckle(self.speckle, self.speckle_window)
-        if self.composite not in (*SAR_COMPOSITES, *POLARIZATIONS):
-            raise InputError(
-                f"composite must be one of {SAR_COMPOSITES} or a polarisation "
-                f"{POLARIZATIONS}, got {self.composite!r}"
-            )
-        pols = self.polarizations
-        if pols is not None:
-            pols = tuple(str(p).lower() for p in pols) if not isinstance(pols, str) else ()
-            if not pols or len(set(pols)) != len(pols) or not set(pols) <= set(POLARIZATIONS):
-                raise InputError(
-                    f"polarizations must be None or distinct names from {POLARIZATIONS}, got "
-                    f"{self.polarizations!r}"
-                )
-            object.__setattr__(self, "polarizations", pols)
-
-    def resolved(self, summary: SarSummary) -> SarOptions:
-        """These options with the polarisations to load picked from the scenes' set."""
-        if self.polarizations is not None:
-            return self
-        available = summary.polarizations
-        co = next((p for p in CO_POL if p in available), None)
-        cross = next((p for p in CROSS_POL if p in available), None)
-        if self.composite in POLARIZATIONS:
-            pols: tuple[str, ...] = (self.composite,)
-        elif self.composite == "dual" and co and cross:
-            pols = (co, cross)
-        else:
-            pols = (co or available[0],)
-        return dataclasses.replace(self, polarizations=pols)
-
-
-# --- search -----------------------------------------------------------------------------------
-
-
-def search_sar_window(
-    catalog: str,
-    aoi: Any,
-    side: Side,
-    window: tuple[str, str],
-    collections: Sequence[str] | None = None,
-    max_items: int | None = 20,
-    orbit: str | None = None,
-) -> SearchResult:
-    """SAR scenes of one window, optionally of one orbit direction, checked for mixing.
-
-    Raises:
-        NoScenesError: nothing in the window (or none of ``orbit``); names the window, the
-            catalog and the collections.
-        InputError: bad parameters, or the scenes mix orbit directions or polarisations
-            (:func:`tasks.sar.check_sar_items`; the message says how to keep one).
-    """
-    label, (start, end) = _SIDES[side], window
-    collections = list(collections) if collections else default_sar_collections(catalog)
-    where = f"catalog {catalog!r}, collections {collections!r}"
-    try:
-        found = search_items(catalog, aoi, start, end, collections, None, max_items)
-    except NoScenesError as err:
-        raise NoScenesError(
-            f"no SAR scenes in the {label} {start}..{end} ({where}); {_HINTS[side]}. "
-            f"Search said: {err}"
-        ) from err
-    items = list(found.items)
-    if orbit is not None:
-        kept = select_orbit(items, orbit)
-        if not kept:
-            states = sorted({str(i.get("properties", {}).get("sat:orbit_state")) for i in items})
-            raise NoScenesError(
-                f"no {orbit} SAR scenes in the {label} {start}..{end} ({where}): its "
-                f"{len(items)} scene(s) are {states!r}; pass that orbit, or {_HINTS[side]}"
-            )
-        found = dataclasses.replace(found, items=tuple(kept))
-    try:
-        check_sar_items(list(found.items))
-    except InputError as err:
-        raise InputError(f"SAR scenes of the {label} {start}..{end}: {err}") from err
-    return found
-
-
-def search_optical_window(
-    catalog: str,
-    aoi: Any,
-    side: Side,
-    window: tuple[str, str],
-    collections: Sequence[str] | None = None,
-    max_cloud: float | None = 10.0,
-    max_items: int | None = 20,
-) -> SearchResult | None:
-    """Cloud-free optical scenes of one window, or None when there are none (SAR only then)."""
-    collections = list(collections) if collections else list(OPTICAL_COLLECTIONS)
-    try:
-        return search_items(catalog, aoi, *window, collections, max_cloud, max_items)
-    except NoScenesError as err:
-        logger.info("no optical scenes in the %s; SAR only there (%s)", _SIDES[side], err)
-        return None
-
-
-search_sar_window_task = task(
-    search_sar_window,
-    name="search-sar",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_unless_user_error,
-    cache_policy=NO_CACHE,
-)
-search_optical_window_task = task(
-    search_optical_window,
-    name="search-optical",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_unless_user_error,
-    cache_policy=NO_CACHE,
-)
-
 
 # --- plan -------------------------------------------------------------------------------------
 
@@ -608,38 +377,7 @@ def flood_tiles(
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
         (``read``, ``model``, ``write``) summed over the tiles.
     """
-    from distributed import as_completed, worker_client
-    from prefect import get_run_logger
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    run_logger = get_run_logger()
-    statuses: dict[str, int] = {}
-    stage_seconds: dict[str, float] = {}
-    if not jobs:
-        return {"statuses": statuses, "stage_seconds": stage_seconds}
-    progress = create_progress_artifact(0.0, description="flood tiles")
-    resources = {"GPU": 1} if gpu else None
-    started, pixels = time.perf_counter(), 0
-    with worker_client() as client:  # secedes: this worker's thread runs tiles too
-        futures = client.map(flood_tile, jobs, spec=spec, pure=False, resources=resources)
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-            for stage, seconds in result.stages:
-                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
-            pixels += result.pixels
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            run_logger.info(
-                "flood tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
-                result.tile,
-                result.status,
-                done,
-                len(jobs),
-                done / elapsed,
-                pixels / elapsed / 1e6,
-            )
-            update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return {"statuses": statuses, "stage_seconds": stage_seconds}
+    return run_tiles(flood_tile, jobs, spec, gpu, label="flood tile", description="flood tiles")
 
 
 flood_tiles_task = task(flood_tiles, name="flood-tiles", cache_policy=NO_CACHE)

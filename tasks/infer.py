@@ -24,6 +24,7 @@ from tasks._grid import GridSpec
 from tasks._worker_process import dask_worker, tune_worker_process
 from tasks.cube import NODATA, is_tile_done, write_tile
 from tasks.load import best_pixel_composite, load_bands, rgb_composite
+from tasks.tile_runner import TileResult, run_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -139,22 +140,6 @@ class TileJob:
     """``odc`` or ``stackstac``."""
 
 
-@dataclass(frozen=True)
-class TileResult:
-    """What happened to one tile."""
-
-    tile: tuple[int, int]
-    """(tile_row, tile_col)."""
-    status: str
-    """``written``, ``nodata`` (no valid pixel: model skipped) or ``done-before`` (rerun)."""
-    pixels: int
-    """Pixels in the chunk core."""
-    seconds: float
-    """Wall time of the task."""
-    stages: tuple[tuple[str, float], ...] = ()
-    """Wall seconds per stage (``read``, ``model``, ``write``): where a slow tile spent it."""
-
-
 def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
     started = time.perf_counter()
@@ -231,10 +216,9 @@ def segment_tiles(
 
     Must run on a Dask worker (submit it through the flow's DaskTaskRunner).
 
-    One Prefect task for all tiles rather than one per tile: a Prefect task run costs several
-    API round trips, about a second per tile on a 2-core machine, which would double the run
-    time of a small model. Progress is still logged per tile (count, tiles/s, Mpx/s), resume
-    stays per tile (the cube's completion record), and a tile that fails fails the task.
+    One Prefect task for all tiles rather than one per tile (see :mod:`tasks.tile_runner`):
+    progress is still logged per tile (count, tiles/s, Mpx/s), resume stays per tile (the
+    cube's completion record), and a tile that fails fails the task.
 
     Args:
         jobs: One job per tile still to write.
@@ -245,38 +229,7 @@ def segment_tiles(
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
         (``read``, ``model``, ``write``) summed over the written tiles.
     """
-    from distributed import as_completed, worker_client
-    from prefect import get_run_logger
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    run_logger = get_run_logger()
-    statuses: dict[str, int] = {}
-    stage_seconds: dict[str, float] = {}
-    if not jobs:
-        return {"statuses": statuses, "stage_seconds": stage_seconds}
-    progress = create_progress_artifact(0.0, description="land-cover tiles")
-    resources = {"GPU": 1} if gpu else None
-    started, pixels = time.perf_counter(), 0
-    with worker_client() as client:  # secedes: this worker's thread segments tiles too
-        futures = client.map(segment_tile, jobs, spec=spec, pure=False, resources=resources)
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-            for stage, seconds in result.stages:
-                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
-            pixels += result.pixels
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            run_logger.info(
-                "tile %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
-                result.tile,
-                result.status,
-                done,
-                len(jobs),
-                done / elapsed,
-                pixels / elapsed / 1e6,
-            )
-            update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return {"statuses": statuses, "stage_seconds": stage_seconds}
+    return run_tiles(segment_tile, jobs, spec, gpu, label="tile", description="land-cover tiles")
 
 
 segment_tiles_task = task(segment_tiles, name="segment-tiles", cache_policy=NO_CACHE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.cube import finalize_cube, open_cube
+from tasks.publish_common import (
+    QUICKLOOK_MAX_SIZE,  # noqa: F401  (its old home; re-exported)
+    artifact_key,
+    png_markdown,
+    quicklook_step,
+    write_beside,
+)
 from tasks.render import class_area_table, class_colors, quicklook_png
 
 logger = logging.getLogger(__name__)
-
-QUICKLOOK_MAX_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,11 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
     png = quicklook_png(
         labels, names, colors=class_colors(names), title=f"{Path(store).name} {time}"
     )
-    quicklook = _write_beside(store, f"quicklook-{time}.png", png)
-    key = _artifact_key(store)
+    quicklook = write_beside(store, f"quicklook-{time}.png", png)
+    key = artifact_key(store)
     create_table_artifact(areas, key=f"{key}-areas", description=f"Class areas, {store} at {time}")
-    encoded = base64.b64encode(png).decode("ascii")
     create_markdown_artifact(
-        f"### Land cover {time}\n\nStore: `{store}`\n\n"
-        f"![quicklook](data:image/png;base64,{encoded})",
+        f"### Land cover {time}\n\nStore: `{store}`\n\n" + png_markdown(png, "quicklook"),
         key=f"{key}-quicklook",
         description=f"Quicklook of {store} at {time}",
     )
@@ -60,27 +62,12 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
 
 def _strided_labels(cube, time_index: int) -> np.ndarray:
     """Read only every n-th pixel, so a continental cube gives a small picture cheaply."""
-    height, width = cube.sizes["y"], cube.sizes["x"]
-    step = max(1, -(-max(height, width) // QUICKLOOK_MAX_SIZE))
+    step = quicklook_step((cube.sizes["y"], cube.sizes["x"]))
     return (
         cube["landcover"]
         .isel(time=time_index, y=slice(None, None, step), x=slice(None, None, step))
         .values
     )
-
-
-def _write_beside(store: str, suffix: str, payload: bytes) -> str | None:
-    if "://" in store:
-        return None
-    path = Path(str(store).rstrip("/") + f".{suffix}")
-    path.write_bytes(payload)
-    return str(path)
-
-
-def _artifact_key(store: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    stem = Path(store.rstrip("/")).name.lower().removesuffix(".zarr")
-    return "".join(ch if ch.isalnum() else "-" for ch in stem).strip("-") or "cube"
 
 
 publish_landcover_task = task(publish_landcover, name="publish-landcover", cache_policy=NO_CACHE)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -16,7 +14,14 @@ from tasks._grid import GridSpec
 from tasks.change_cube import ChangeCounts, finalize_change_cube
 from tasks.cube import open_cube
 from tasks.infer import read_composite
-from tasks.publish import QUICKLOOK_MAX_SIZE, _artifact_key, _write_beside
+from tasks.publish_common import (
+    artifact_key,
+    block_any_of,
+    coarse_grid,
+    fit_image,
+    png_markdown,
+    write_beside,
+)
 from tasks.render import change_quicklook_png
 
 logger = logging.getLogger(__name__)
@@ -58,19 +63,18 @@ def publish_change(
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
     before = str(np.datetime_as_string(cube["time_before"].values[time_index], unit="D"))
     png = change_quicklook(store, time_index, grid, items_t1, items_t2, loader)
-    quicklook = _write_beside(store, f"change-{before}-{time}.png", png)
-    key = _artifact_key(store)
+    quicklook = write_beside(store, f"change-{before}-{time}.png", png)
+    key = artifact_key(store)
     changed_km2, valid_km2 = counts.changed * pixel_km2, counts.valid * pixel_km2
     create_table_artifact(
         rows or [{"class_from": "-", "class_to": "-", "pixels": 0, "area_km2": 0.0}],
         key=f"{key}-changes",
         description=f"Changed area per transition, {store}, {before} -> {time}",
     )
-    encoded = base64.b64encode(png).decode("ascii")
     create_markdown_artifact(
         f"### Change {before} -> {time}\n\nStore: `{store}`\n\n"
         f"Changed: {changed_km2:.4g} km² of {valid_km2:.4g} km² valid at both dates.\n\n"
-        f"![t1, t2 and the change outline](data:image/png;base64,{encoded})",
+        + png_markdown(png, "t1, t2 and the change outline"),
         key=f"{key}-quicklook",
         description=f"t1, t2 and the change outline of {store}, {before} -> {time}",
     )
@@ -99,39 +103,16 @@ def change_quicklook(
     items_t2: tuple[dict, ...],
     loader: str = "odc",
 ) -> bytes:
-    """t1, t2 and the change outline as PNG, at most :data:`QUICKLOOK_MAX_SIZE` px a side.
+    """t1, t2 and the change outline as a quicklook PNG (:func:`tasks.publish_common.coarse_grid`).
 
     The images are read on a coarser grid (odc-stac reads overviews where there are any) and
     the change mask is reduced with a block "any", so a large cube costs a small picture.
     """
-    height, width = grid.shape
-    step = max(1, -(-max(height, width) // QUICKLOOK_MAX_SIZE))
-    coarse = GridSpec.from_geobox(grid.geobox.zoom_out(step)) if step > 1 else grid
-    window = (slice(0, coarse.shape[0]), slice(0, coarse.shape[1]))
-    mask = _changed_block_any(store, time_index, step)
+    coarse, step, window = coarse_grid(grid)
+    mask = block_any_of(store, "changed", time_index, step)
     t1, _ = read_composite(items_t1, coarse, window, loader)
     t2, _ = read_composite(items_t2, coarse, window, loader)
-    return change_quicklook_png(_fit(t1, mask.shape), _fit(t2, mask.shape), mask)
-
-
-def _changed_block_any(store: str, time_index: int, step: int) -> np.ndarray:
-    """``changed == 1`` reduced by ``step x step`` blocks, read one band of rows at a time."""
-    changed = zarr.open_array(store, path="changed", mode="r")
-    rows = step * max(1, changed.chunks[1] // step)
-    parts = []
-    for y0 in range(0, changed.shape[1], rows):
-        block = np.asarray(changed[time_index, y0 : y0 + rows, :]) == 1
-        block = np.logical_or.reduceat(block, np.arange(0, block.shape[0], step), axis=0)
-        parts.append(np.logical_or.reduceat(block, np.arange(0, block.shape[1], step), axis=1))
-    return np.concatenate(parts, axis=0)
-
-
-def _fit(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Crop or pad (with NaN) ``[3, h, w]`` to ``shape``: coarse grids may differ by a pixel."""
-    out = np.full((rgb.shape[0], *shape), np.nan, np.float32)
-    h, w = min(shape[0], rgb.shape[1]), min(shape[1], rgb.shape[2])
-    out[:, :h, :w] = rgb[:, :h, :w]
-    return out
+    return change_quicklook_png(fit_image(t1, mask.shape), fit_image(t2, mask.shape), mask)
 
 
 publish_change_task = task(publish_change, name="publish-change", cache_policy=NO_CACHE)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -18,8 +16,15 @@ from tasks._grid import GridSpec
 from tasks.cube import open_cube
 from tasks.flood import SarOptions, read_sar_composite
 from tasks.flood_cube import FloodCounts, finalize_flood_cube
-from tasks.publish import QUICKLOOK_MAX_SIZE, _artifact_key, _write_beside
-from tasks.render import _block_any, _render, _to_hwc_uint8, color_rgb255
+from tasks.publish_common import (
+    artifact_key,
+    block_any_of,
+    coarse_grid,
+    fit_image,
+    png_markdown,
+    write_beside,
+)
+from tasks.render import _render, _to_hwc_uint8, color_rgb255
 from tasks.sar import POLARIZATIONS
 
 logger = logging.getLogger(__name__)
@@ -67,19 +72,17 @@ def publish_flood(
     event = days["time"]
     days["pre_end"] = str(np.datetime64(event, "D") - 1)
     png = flood_picture(store, time_index, grid, pre_sar, post_sar, sar, loader, days)
-    picture = _write_beside(store, f"flood-{event}.png", png)
-    key = _artifact_key(store)
+    picture = write_beside(store, f"flood-{event}.png", png)
+    key = artifact_key(store)
     flooded_km2 = counts.flooded * pixel_km2
     create_table_artifact(
         rows, key=f"{key}-flood-area", description=f"Flooded area, {store}, event {event}"
     )
-    encoded = base64.b64encode(png).decode("ascii")
     create_markdown_artifact(
         f"### Flood {event}\n\nStore: `{store}`\n\n"
         f"Flooded: **{flooded_km2:.4g} km²**: water after the event ({event}.."
         f"{days['post_end']}) where there was none before it ({days['pre_start']}.."
-        f"{days['pre_end']}).\n\n"
-        f"![before, after and the flooded area](data:image/png;base64,{encoded})",
+        f"{days['pre_end']}).\n\n" + png_markdown(png, "before, after and the flooded area"),
         key=f"{key}-flood-picture",
         description=f"Before, after and the flooded area of {store}, event {event}",
     )
@@ -115,21 +118,18 @@ def flood_picture(
 ) -> bytes:
     """SAR before, after, and after with water before (teal) and flooded (blue), as PNG.
 
-    At most :data:`QUICKLOOK_MAX_SIZE` px a side: the SAR images are read on a coarser grid
+    A quicklook (:mod:`tasks.publish_common`): the SAR images are read on a coarser grid
     (odc-stac reads overviews where there are any) without speckle filter, and the masks are
     reduced with a block "any", so small flooded patches still show.
     """
-    height, width = grid.shape
-    step = max(1, -(-max(height, width) // QUICKLOOK_MAX_SIZE))
-    coarse = GridSpec.from_geobox(grid.geobox.zoom_out(step)) if step > 1 else grid
-    window = (slice(0, coarse.shape[0]), slice(0, coarse.shape[1]))
+    coarse, step, window = coarse_grid(grid)
     grey = "grey" if sar.composite not in POLARIZATIONS else sar.composite
     view = dataclasses.replace(sar, composite=grey, speckle=None)
-    flooded = _block_any_of(store, "flooded", time_index, step)
-    water_pre = _block_any_of(store, "water_pre", time_index, step)
+    flooded = block_any_of(store, "flooded", time_index, step)
+    water_pre = block_any_of(store, "water_pre", time_index, step)
     pre, _ = read_sar_composite(pre_sar, coarse, window, view, loader, latest_first=True)
     post, _ = read_sar_composite(post_sar, coarse, window, view, loader)
-    pre, post = (_to_hwc_uint8(_fit(img, flooded.shape)) for img in (pre, post))
+    pre, post = (_to_hwc_uint8(fit_image(img, flooded.shape)) for img in (pre, post))
     overlay = post.copy()
     overlay[water_pre] = color_rgb255(PRE_WATER_COLOR, "PRE_WATER_COLOR")
     overlay[flooded] = color_rgb255(FLOOD_COLOR, "FLOOD_COLOR")
@@ -142,25 +142,6 @@ def flood_picture(
     legend = [("flooded", FLOOD_COLOR), ("water before the event", PRE_WATER_COLOR)]
     title = f"Flood {days.get('time', '')} - {Path(str(store).rstrip('/')).name}"
     return _render(panels, legend, title)
-
-
-def _block_any_of(store: str, name: str, time_index: int, step: int) -> np.ndarray:
-    """``name == 1`` reduced by ``step x step`` blocks, read one band of rows at a time."""
-    array = zarr.open_array(store, path=name, mode="r")
-    rows = step * max(1, array.chunks[1] // step)
-    parts = [
-        _block_any(np.asarray(array[time_index, y0 : y0 + rows, :]) == 1, step)
-        for y0 in range(0, array.shape[1], rows)
-    ]
-    return np.concatenate(parts, axis=0)
-
-
-def _fit(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Crop or pad (with NaN) ``[3, h, w]`` to ``shape``: coarse grids may differ by a pixel."""
-    out = np.full((rgb.shape[0], *shape), np.nan, np.float32)
-    h, w = min(shape[0], rgb.shape[1]), min(shape[1], rgb.shape[2])
-    out[:, :h, :w] = rgb[:, :h, :w]
-    return out
 
 
 publish_flood_task = task(publish_flood, name="publish-flood", cache_policy=NO_CACHE)
