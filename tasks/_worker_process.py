@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 """Allocations below this come from the reusable heap (glibc's own dynamic ceiling)."""
 
-GDAL_CACHE_MB = 128
+GDAL_CACHE_MB = 64
 """GDAL block cache per worker process, in MB."""
 
 _M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
