@@ -143,7 +143,6 @@ class TileJob:
 def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
     started = time.perf_counter()
-    tune_worker_process()
     if is_tile_done(job.store, job.time_index, job.tile):
         return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
     core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks._worker_process import tune_worker_process
+
 
 @dataclass(frozen=True)
 class TileResult:
@@ -30,6 +32,15 @@ class TileResult:
     """Wall time of the task."""
     stages: tuple[tuple[str, float], ...] = ()
     """Wall seconds per stage (``read``, ``model``, ``write``): where a slow tile spent it."""
+
+
+def run_tuned(job: Any, tile_fn: Callable[..., TileResult], spec: Any) -> TileResult:
+    """``tile_fn(job, spec)`` on a worker tuned for models and reads (threads, heap, GDAL cache).
+
+    Every tile kind gets the tuning before its first read, not only once a model is loaded.
+    """
+    tune_worker_process()
+    return tile_fn(job, spec)
 
 
 def run_tiles(
@@ -72,7 +83,9 @@ def run_tiles(
     resources = {"GPU": 1} if gpu else None
     started, pixels = time.perf_counter(), 0
     with worker_client() as client:
-        futures = client.map(tile_fn, jobs, spec=spec, pure=False, resources=resources)
+        futures = client.map(
+            run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
+        )
         for done, future in enumerate(as_completed(futures), start=1):
             result = future.result()
             statuses[result.status] = statuses.get(result.status, 0) + 1
