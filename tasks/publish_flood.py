@@ -24,7 +24,7 @@ from tasks.publish_common import (
     png_markdown,
     write_beside,
 )
-from tasks.render import _render, _to_hwc_uint8, color_rgb255
+from tasks.render import color_rgb255, render_panels, to_hwc_uint8
 from tasks.sar import POLARIZATIONS
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def flood_picture(
     water_pre = block_any_of(store, "water_pre", time_index, step)
     pre, _ = read_sar_composite(pre_sar, coarse, window, view, loader, latest_first=True)
     post, _ = read_sar_composite(post_sar, coarse, window, view, loader)
-    pre, post = (_to_hwc_uint8(fit_image(img, flooded.shape)) for img in (pre, post))
+    pre, post = (to_hwc_uint8(fit_image(img, flooded.shape)) for img in (pre, post))
     overlay = post.copy()
     overlay[water_pre] = color_rgb255(PRE_WATER_COLOR, "PRE_WATER_COLOR")
     overlay[flooded] = color_rgb255(FLOOD_COLOR, "FLOOD_COLOR")
@@ -141,7 +141,7 @@ def flood_picture(
     ]
     legend = [("flooded", FLOOD_COLOR), ("water before the event", PRE_WATER_COLOR)]
     title = f"Flood {days.get('time', '')} - {Path(str(store).rstrip('/')).name}"
-    return _render(panels, legend, title)
+    return render_panels(panels, legend, title)
 
 
 publish_flood_task = task(publish_flood, name="publish-flood", cache_policy=NO_CACHE)

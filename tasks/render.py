@@ -171,12 +171,12 @@ def quicklook_png(
     panels = []
     if rgb is not None:
         _check_image(rgb, labels.shape, "rgb")
-        panels.append(("image", _to_hwc_uint8(rgb[:, ::step, ::step])))
+        panels.append(("image", to_hwc_uint8(rgb[:, ::step, ::step])))
     panels.append(("labels", colorize(small, colors, nodata=nodata)))
     legend = [(str(n), c) for n, c in zip(class_names, colors, strict=True)]
     if (small == nodata).any():
         legend.append(("no data", NODATA_COLOR))
-    return _render(panels, legend, title)
+    return render_panels(panels, legend, title)
 
 
 def class_area_table(
@@ -264,19 +264,19 @@ def change_quicklook_png(
     _check_image(t1_rgb, changed_mask.shape, "t1_rgb")
     _check_image(t2_rgb, changed_mask.shape, "t2_rgb")
     step = _stride(changed_mask.shape, max_size)
-    t1 = _to_hwc_uint8(t1_rgb[:, ::step, ::step])
-    t2 = _to_hwc_uint8(t2_rgb[:, ::step, ::step])
+    t1 = to_hwc_uint8(t1_rgb[:, ::step, ::step])
+    t2 = to_hwc_uint8(t2_rgb[:, ::step, ::step])
     mask = _block_any(changed_mask.astype(bool, copy=False), step)
     outlined = t2.copy()
     outlined[find_boundaries(mask, mode="inner")] = color_rgb255(CHANGE_COLOR, "CHANGE_COLOR")
     panels = [("t1", t1), ("t2", t2), ("t2 + change", outlined)]
     share = 100.0 * np.count_nonzero(changed_mask) / max(1, changed_mask.size)
-    return _render(
+    return render_panels(
         panels, [(f"change outline ({share:.1f}% of pixels changed)", CHANGE_COLOR)], None
     )
 
 
-def _render(
+def render_panels(
     panels: Sequence[tuple[str, np.ndarray]],
     legend: Sequence[tuple[str, str]],
     title: str | None,
@@ -368,7 +368,7 @@ def _check_image(image: np.ndarray, shape: tuple[int, ...], name: str) -> None:
         )
 
 
-def _to_hwc_uint8(image: np.ndarray) -> np.ndarray:
+def to_hwc_uint8(image: np.ndarray) -> np.ndarray:
     """Channel-first RGB (uint8, or float in 0..1; NaN -> 0) to ``uint8 [H, W, 3]``."""
     image = np.moveaxis(np.asarray(image), 0, -1)
     if image.dtype == np.uint8:
