@@ -27,7 +27,7 @@ from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks.change_cube import write_change_tile
 from tasks.cube import NODATA, is_tile_done
-from tasks.infer import ModelSpec, read_composite, tile_windows, worker_model
+from tasks.infer import ModelSpec, core_within, read_composite, tile_windows, worker_model
 from tasks.tile_runner import TileResult, run_tiles
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,7 @@ def change_tile(job: ChangeTileJob, spec: ChangeSpec) -> TileResult:
     rgb2, valid2 = read_composite(job.items_t2, job.grid, outer, job.loader)
     read_done = time.perf_counter()
     valid = valid1 & valid2
-    inner = tuple(
-        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
-    )
+    inner = core_within(core, outer)
     shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
     pixels = shape[0] * shape[1]
     if not valid[inner].any():

@@ -53,6 +53,7 @@ from tasks.flood_search import (  # noqa: F401  (re-exported: flows, tests, task
 from tasks.infer import (
     RGB_BANDS,
     ModelSpec,
+    core_within,
     read_composite,
     segment_array,
     tile_windows,
@@ -261,9 +262,7 @@ def flood_tile(job: FloodTileJob, spec: FloodSpec) -> TileResult:
     if is_tile_done(job.store, job.time_index, job.tile):
         return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
     core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
-    inner = tuple(
-        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
-    )
+    inner = core_within(core, outer)
     stages = {"read": 0.0, "model": 0.0}
     sides = []
     for scenes, latest_first in ((job.pre, True), (job.post, False)):

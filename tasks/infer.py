@@ -148,10 +148,7 @@ def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
     core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
     rgb, valid = read_composite(job.items, job.grid, outer, job.loader)
     read_done = time.perf_counter()
-    inner = (
-        slice(core[0].start - outer[0].start, core[0].stop - outer[0].start),
-        slice(core[1].start - outer[1].start, core[1].stop - outer[1].start),
-    )
+    inner = core_within(core, outer)
     shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
     if not valid[inner].any():
         empty = np.full(shape, NODATA, np.uint8)
@@ -181,6 +178,14 @@ def tile_windows(
         slice(max(core[1].start - halo, 0), min(core[1].stop + halo, width)),
     )
     return core, outer
+
+
+def core_within(core: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+    """The core window as slices of an array read over ``outer`` (the crop after the model)."""
+    rows, cols = (
+        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
+    )
+    return rows, cols
 
 
 def read_composite(
