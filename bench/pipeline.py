@@ -3,24 +3,27 @@
 A synthetic RGB scene is written as a COG (default 8192² px at 1 m), catalogued with
 ``terrawatch catalog add``, and segmented by the real flow (Prefect ephemeral API, Dask
 LocalCluster of 2 worker processes x 1 thread, local Zarr) with a small random-weight model of
-the real architecture. The model-only figure runs the same model on the same number of windows
-in one process with as many torch threads as the cluster has workers. The flow runs twice on
+the real architecture. The model-only figure runs the same model (``predict``) on the same
+number of windows, split over as many single-thread processes as the cluster has workers. The
+AOI is the scene's inner lon/lat box, so the grid holds no nodata margin. The flow runs twice on
 each cluster: cold (fresh workers import torch and load the model inside the timing) and warm
 (the same run again, as on a persistent cluster). Also reports peak RSS per worker at two scene
 sizes, after the cold run (it must not grow with the scene). One summary line::
 
-    python bench/pipeline.py [--sizes 4096 8192] [--chunk 1024] [--workers 2]
+    python bench/pipeline.py [--sizes 4096 8192] [--chunk 1024] [--workers 2] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,15 +82,14 @@ def small_model_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
+def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int, threads: int):
     """Run the real flow on the scene; returns (seconds, windows, pixels, peak RSS per worker)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from prefect_dask import DaskTaskRunner
 
     from flows._api import shared_local_api
+    from flows._runner import local_cluster
     from flows.landcover import ModelOptions, landcover
-    from models.sliding import plan_windows
-    from tasks.infer import tile_windows
     from tasks.local_item import add_local_item
 
     catalog = folder / f"catalog-{scene.stem}"
@@ -96,8 +98,8 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
     aoi = _scene_aoi(size)
     with (
         shared_local_api(),
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        local_cluster(  # the flow's own default cluster, with these sizes
+            n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None
         ) as cluster,
     ):
         runner = DaskTaskRunner(address=cluster.scheduler_address)
@@ -131,35 +133,81 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int):
             rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
         # warm: the same run again on the same workers (a persistent cluster's steady state)
         warm_seconds, _ = timed_run(folder / f"cube-{size}-warm.zarr")
-    from tasks._grid import GridSpec
-
-    grid = GridSpec("EPSG:32632", 1.0, 350000, 5650000 - size, 350000 + size, 5650000)
-    tiles = grid.tiles(chunk).shape.yx
-    windows = 0
-    for row in range(tiles[0]):
-        for col in range(tiles[1]):
-            _, outer = tile_windows(grid, (row, col), chunk, 112)
-            windows += len(
-                plan_windows(
-                    1, outer[0].stop - outer[0].start, outer[1].stop - outer[1].start, 224, 112
-                )
-            )
+    windows, pixels = _windows_of_grid(folder / f"cube-{size}.zarr", chunk)
     written = max(1, summary["tiles"].get("written", 0))
     stages = {name: total / written for name, total in summary["stage_seconds"].items()}
-    return seconds, windows, size * size, max(rss.values()), stages, warm_seconds
+    return seconds, windows, pixels, max(rss.values()), stages, warm_seconds
 
 
 def _scene_aoi(size: int) -> list[float]:
+    """A lon/lat AOI whose output grid lies inside the scene (no tiles of nodata margin)."""
     from pyproj import Transformer
 
     to_lonlat = Transformer.from_crs(32632, 4326, always_xy=True)
-    west, south = to_lonlat.transform(350000 + 1, 5650000 - size + 1)
-    east, north = to_lonlat.transform(350000 + size - 1, 5650000 - 1)
-    return [west, south, east, north]
+    corners = [
+        to_lonlat.transform(350000 + x, 5650000 - y) for x in (2, size - 2) for y in (2, size - 2)
+    ]
+    lons, lats = sorted(c[0] for c in corners), sorted(c[1] for c in corners)
+    # the inner box of the scene's (slightly rotated) footprint in lon/lat
+    return [lons[1], lats[1], lons[2], lats[2]]
 
 
-def model_only(files: dict, windows: int, threads: int) -> float:
-    """Seconds for the same model on ``windows`` windows (batched, one process)."""
+def _windows_of_grid(store: Path, chunk: int) -> tuple[int, int]:
+    """Model windows the flow ran (per tile, its read: core + halo) and pixels of the grid."""
+    import xarray as xr
+
+    from models.sliding import plan_windows
+    from tasks._grid import GridSpec
+    from tasks.infer import tile_windows
+
+    cube = xr.open_zarr(store, decode_coords="all")
+    height, width = cube.sizes["y"], cube.sizes["x"]
+    grid = GridSpec("EPSG:32632", 1.0, 0.0, 0.0, float(width), float(height))
+    rows, cols = grid.tiles(chunk).shape.yx
+    windows = 0
+    for row in range(rows):
+        for col in range(cols):
+            _, outer = tile_windows(grid, (row, col), chunk, 112)
+            shape = (outer[0].stop - outer[0].start, outer[1].stop - outer[1].start)
+            windows += len(plan_windows(1, *shape, 224, 112))
+    return windows, height * width
+
+
+def model_only(files: dict, windows: int, workers: int, threads: int) -> float:
+    """Wall seconds for the same model on ``windows`` windows, laid out as the cluster is.
+
+    ``workers`` processes x ``threads`` torch threads (as many as each Dask worker has), each
+    with its share of the windows, started
+    together after loading the model: the pipeline's compute without its reads, writes and
+    orchestration (one process with ``workers`` threads was slower and noisier: 320-393
+    win/s over three runs, against ~400 win/s for two single-thread processes).
+    """
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(workers), context.Queue()
+    share = -(-windows // workers)
+    processes = [
+        context.Process(target=_model_only_worker, args=(files, share, threads, barrier, results))
+        for _ in range(workers)
+    ]
+    # LocalCluster leaves the nanny's MALLOC_TRIM_THRESHOLD_ in this process's environment,
+    # which would halve torch's speed in the children (see tasks/_worker_process.py): plain
+    # processes, as a user's own script would run the model
+    trim = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        if trim is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = trim
+    spans = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def _model_only_worker(files: dict, windows: int, threads: int, barrier: Any, results: Any) -> None:
+    """One model-only process: load, warm up, wait for the others, run ``windows`` windows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from models.segearth import SegEarthOV
 
     torch.set_num_threads(threads)
@@ -173,13 +221,16 @@ def model_only(files: dict, windows: int, threads: int) -> float:
     model.set_classes(["water", "field", "tree", "road"])
     image = torch.rand(1, 3, 1248, 1248)  # one chunk plus halo: 11 x 11 = 121 windows
     per_image = 121
-    model.predict_logits(image[:, :, :448, :448])  # warm-up
-    started = time.perf_counter()
+    model.predict(image[:, :, :448, :448])  # warm-up
+    barrier.wait()
+    started = time.time()
     done = 0
-    while done < windows:
-        model.predict_logits(image)
+    while done + per_image <= windows:
+        model.predict(image)
         done += per_image
-    return (time.perf_counter() - started) * windows / done
+    if done < windows:  # the remainder as a smaller image, so both sides count alike
+        model.predict(torch.rand(1, 3, 224, 224 + 112 * (windows - done - 1)))
+    results.put((started, time.time()))
 
 
 def main() -> None:
@@ -187,6 +238,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="Dask threads (= torch threads) per worker; with 2, one tile's reads and writes "
+        "overlap another's model in each worker",
+    )
     parser.add_argument(
         "--upsampler",
         default="bilinear",
@@ -204,14 +262,15 @@ def main() -> None:
         for size in args.sizes:
             scene = folder / f"scene-{size}.tif"
             write_scene(scene, size)
-            results[size] = run_flow(scene, folder, files, args.chunk, args.workers)
+            results[size] = run_flow(scene, folder, files, args.chunk, args.workers, args.threads)
         size = max(args.sizes)
         seconds, windows, pixels, _, stages, warm_seconds = results[size]
-        model_seconds = model_only(files, windows, args.workers)
+        model_seconds = model_only(files, windows, args.workers, args.threads)
     km2 = pixels / 1e6
     rss = ", ".join(f"{s}²: {results[s][3]:.2f} GB" for s in args.sizes)
     print(
-        f"pipeline {size}² px ({windows} windows, {args.workers} workers x 1 thread, "
+        f"pipeline {size}² px ({windows} windows, {args.workers} workers x {args.threads} "
+        "thread(s), "
         f"{args.upsampler}): "
         f"{km2 / seconds:.3f} km²/s, {pixels / seconds / 1e6:.3f} Mpx/s, "
         f"{windows / seconds:.1f} win/s end to end vs {windows / model_seconds:.1f} win/s model "

@@ -40,6 +40,15 @@ GDAL_CACHE_MB = 64
 _M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
 _TUNED = threading.Event()
 
+MODEL_TURN = threading.Lock()
+"""One model call at a time per worker process: hold it around every forward pass.
+
+A worker with several Dask threads runs that many tiles at once. With this lock one tile's
+model runs (on all the worker's torch threads, or alone on its GPU) while the other tiles read
+and write, so their I/O overlaps the compute instead of models oversubscribing the cores.
+With one Dask thread per worker it is never contended.
+"""
+
 
 def dask_worker() -> Any | None:
     """The Dask worker running this code, or None outside a worker."""

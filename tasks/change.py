@@ -25,6 +25,7 @@ from models.segearth import SegEarthOV
 from models.text import parse_class_names
 from tasks._errors import InputError
 from tasks._grid import GridSpec
+from tasks._worker_process import MODEL_TURN
 from tasks.change_cube import write_change_tile
 from tasks.cube import NODATA, is_tile_done
 from tasks.infer import ModelSpec, core_within, read_composite, tile_windows, worker_model
@@ -213,7 +214,8 @@ def change_tile(job: ChangeTileJob, spec: ChangeSpec) -> TileResult:
         empty = np.full(shape, NODATA, np.uint8)
         write_change_tile(job.store, job.time_index, job.tile, empty, empty, empty, job.chunk)
         return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
-    changed, class_from, class_to = detect_arrays(worker_detector(spec), rgb1, rgb2, valid)
+    with MODEL_TURN:
+        changed, class_from, class_to = detect_arrays(worker_detector(spec), rgb1, rgb2, valid)
     detect_done = time.perf_counter()
     write_change_tile(
         job.store,

@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks._errors import InputError
 from tasks._grid import GridSpec
+from tasks._worker_process import MODEL_TURN
 from tasks.catalog import SearchResult, parse_aoi
 from tasks.cube import NODATA, ClassTable, CubePlan, TimeStep, is_tile_done
 from tasks.flood_cube import (
@@ -327,7 +328,8 @@ def _segment_into(
     if not valid[inner].any():
         return
     tick = time.perf_counter()
-    found, _ = segment_array(worker_model(model), rgb, valid)
+    with MODEL_TURN:
+        found, _ = segment_array(worker_model(model), rgb, valid)
     stages["model"] += time.perf_counter() - tick
     labels[valid] = found[valid]
     source[valid] = sensor

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import dask
 import dask.array as da
 import numpy as np
 import odc.stac
@@ -61,6 +62,7 @@ SENSOR_GSD: dict[str, float] = {"sentinel-2": 10.0, "sentinel-1": 10.0, "landsat
 
 GROUPINGS = ("solar_day", "time", "id")
 _Patch = Callable[[str], str] | None
+Array = np.ndarray | da.Array
 
 
 @dataclass(frozen=True)
@@ -200,12 +202,15 @@ def _check_bands(bands: Sequence[str]) -> None:
         )
 
 
-def _check_options(bands: Sequence[str], loader: str, chunks: int, groupby: str) -> None:
+def _check_options(bands: Sequence[str], loader: str, chunks: int | None, groupby: str) -> None:
     _check_bands(bands)
     if loader not in ("odc", "stackstac"):
         raise InputError(f"loader must be 'odc' or 'stackstac', got {loader!r}")
-    if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks <= 0:
-        raise InputError(f"chunks must be a positive int (pixels per chunk side), got {chunks!r}")
+    positive_int = isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0
+    if chunks is not None and not positive_int:
+        raise InputError(
+            f"chunks must be a positive int (pixels per chunk side) or None (eager), got {chunks!r}"
+        )
     if not isinstance(groupby, str) or not groupby:
         raise InputError(f"groupby must be {GROUPINGS} or an item property name, got {groupby!r}")
 
@@ -317,21 +322,57 @@ def _odc_item(plan: _Plan) -> pystac.Item:
         return pystac.Item.from_dict(item)
 
 
-def _read_odc(plan: _Plan, grid: GridSpec, chunks: int, patch_url: _Patch) -> dict[str, da.Array]:
+def _read_odc(
+    plan: _Plan, grid: GridSpec, chunks: int | None, patch_url: _Patch
+) -> dict[str, Array]:
+    """Each wanted band as ``[1, y, x]`` float32: dask with ``chunks``, numpy when None.
+
+    Bands of one multi-band asset are read in one call when at least half of its bands are
+    wanted (an RGB GeoTIFF): odc-stac reads each named band through its own file handle, so
+    a pixel-interleaved file was decoded once per band (0.11 s -> 0.045 s for 1248² RGB).
+    Band-first, so that each band is a contiguous block for the arithmetic that follows.
+    """
     wanted = _wanted(plan)
-    names = sorted({ref.odc_name for ref in wanted.values()})
+    together = _assets_read_whole(wanted)
+    names = sorted({r.asset if r.asset in together else r.odc_name for r in wanted.values()})
+    stac_cfg = {
+        "*": {
+            "assets": {asset: {"dims": (f"bands_{asset}", "y", "x")} for asset in together},
+            "dims": {f"bands_{asset}": count for asset, count in together.items()},
+        }
+    }
     ds = odc.stac.load(
         [_odc_item(plan)],
         bands=names,
         geobox=grid.geobox,
-        chunks={"x": chunks, "y": chunks},
+        chunks=None if chunks is None else {"x": chunks, "y": chunks},
         groupby="id",
         dtype="float32",
         resampling="nearest",
         patch_url=patch_url,
         fail_on_error=True,
+        stac_cfg=stac_cfg,
     )
-    return {band: ds[ref.odc_name].data for band, ref in wanted.items()}
+    return {
+        band: ds[ref.asset].data[:, ref.index - 1]
+        if ref.asset in together
+        else ds[ref.odc_name].data
+        for band, ref in wanted.items()
+    }
+
+
+def _assets_read_whole(wanted: dict[str, BandRef]) -> dict[str, int]:
+    """Multi-band assets worth reading in one call: band count per asset key."""
+    per_asset: dict[str, set[int]] = {}
+    for ref in wanted.values():
+        if ref.count > 1:
+            per_asset.setdefault(ref.asset, set()).add(ref.index)
+    counts = {ref.asset: ref.count for ref in wanted.values()}
+    return {
+        asset: counts[asset]
+        for asset, indices in per_asset.items()
+        if len(indices) >= 2 and 2 * len(indices) >= counts[asset]
+    }
 
 
 def _vrt_band(href: str, index: int) -> str:
@@ -373,8 +414,11 @@ def _stackstac_item(plan: _Plan, patch_url: _Patch) -> dict:
 
 
 def _read_stackstac(
-    plan: _Plan, grid: GridSpec, chunks: int, patch_url: _Patch
-) -> dict[str, da.Array]:
+    plan: _Plan, grid: GridSpec, chunks: int | None, patch_url: _Patch
+) -> dict[str, Array]:
+    if chunks is None:  # stackstac is lazy only: one chunk, computed here
+        lazy = _read_stackstac(plan, grid, max(grid.shape), patch_url)
+        return dict(zip(lazy, dask.compute(*lazy.values(), scheduler="synchronous"), strict=True))
     epsg = pyproj.CRS.from_user_input(grid.crs).to_epsg()
     if epsg is None:
         raise InputError(
@@ -463,11 +507,11 @@ def load_bands(
     bands: Sequence[str] = RGB,
     *,
     loader: Literal["odc", "stackstac"] = "odc",
-    chunks: int = 1024,
+    chunks: int | None = 1024,
     groupby: str = "solar_day",
     patch_url: _Patch = None,
 ) -> xr.Dataset:
-    """Lazy, dask-backed cube of ``bands`` on exactly ``grid``; nothing is read here.
+    """Lazy, dask-backed cube of ``bands`` on exactly ``grid`` (numpy with ``chunks=None``).
 
     Each item is read on its own (odc-stac ``groupby="id"``, or stackstac), turned to
     reflectance with its own scale/offset (:func:`tasks.bands.reflectance_scaling`), nodata
@@ -481,7 +525,9 @@ def load_bands(
     Resampling is nearest for all bands (exact for class codes; at an exact 2:1 reduction the
     loaders break ties differently: odc-stac reads the nearest overview, stackstac the
     full-resolution pixel). Chunks are ``(1, chunks, chunks)`` from the grid origin, aligned
-    with ``grid.tiles(chunks)`` and so with Zarr chunks of that size.
+    with ``grid.tiles(chunks)`` and so with Zarr chunks of that size. ``chunks=None`` reads
+    eagerly into numpy instead: for a task that reads one tile, where a dask graph per tile
+    cost more than the composite itself (0.09 s of 0.15 s for a 1248² RGB window).
 
     Returns:
         Dataset with one float32 variable per band, dims ``(time, y, x)``, a ``spatial_ref``
@@ -510,37 +556,39 @@ def load_bands(
     return _as_dataset(fused, groups, items, grid, bands, display_range)
 
 
-def _to_reflectance(raw: dict[str, da.Array], plan: _Plan) -> tuple[dict[str, da.Array], da.Array]:
-    out: dict[str, da.Array] = {}
+def _to_reflectance(raw: dict[str, Array], plan: _Plan) -> tuple[dict[str, Array], Array]:
+    # numpy functions on purpose: they dispatch to dask for lazy cubes (NEP 18) and run
+    # directly on numpy for eager ones
+    out: dict[str, Array] = {}
     valid = None
     for band, ref in plan.refs.items():
         arr = raw[band]
         nodata = default_nodata(plan.item, ref.asset, ref.index)
         if nodata is not None:
-            arr = da.where(arr == np.float32(nodata), np.float32(np.nan), arr)
+            arr = np.where(arr == np.float32(nodata), np.float32(np.nan), arr)
         if band in plan.scaling:
             scale, offset = plan.scaling[band]
             arr = arr * np.float32(scale) + np.float32(offset)
         out[band] = arr
-        valid = da.isfinite(arr) if valid is None else valid & da.isfinite(arr)
+        valid = np.isfinite(arr) if valid is None else valid & np.isfinite(arr)
     if plan.scl is not None:
         scl = raw["__scl__"] if "__scl__" in raw else raw["scl"]
-        valid = valid & da.isfinite(scl) & ~da.isin(scl, sorted(SCL_INVALID))
-    return {band: da.where(valid, arr, np.float32(np.nan)) for band, arr in out.items()}, valid
+        valid = valid & np.isfinite(scl) & ~np.isin(scl, sorted(SCL_INVALID))
+    return {band: np.where(valid, arr, np.float32(np.nan)) for band, arr in out.items()}, valid
 
 
-def _fuse(layers: list[tuple[dict[str, da.Array], da.Array]]) -> dict[str, da.Array]:
+def _fuse(layers: list[tuple[dict[str, Array], Array]]) -> dict[str, Array]:
     """First valid item wins, per pixel, for all bands together."""
     out, found = dict(layers[0][0]), layers[0][1]
     for bands, valid in layers[1:]:
         take = valid & ~found
-        out = {band: da.where(take, bands[band], arr) for band, arr in out.items()}
+        out = {band: np.where(take, bands[band], arr) for band, arr in out.items()}
         found = found | valid
     return out
 
 
 def _as_dataset(
-    fused: list[dict[str, da.Array]],
+    fused: list[dict[str, Array]],
     groups: list[tuple[str, list[int]]],
     items: list[dict],
     grid: GridSpec,
@@ -551,7 +599,7 @@ def _as_dataset(
     times = np.array([_group_time(items, members) for _, members in groups])
     data = {
         band: xr.DataArray(
-            da.concatenate([layer[band] for layer in fused], axis=0),
+            np.concatenate([layer[band] for layer in fused], axis=0),
             dims=("time", "y", "x"),
             attrs=_band_attrs(band, display_range),
         )
@@ -601,7 +649,9 @@ def rgb_composite(ds: xr.Dataset, stretch: tuple[float, float] | None = None) ->
     rgb = xr.concat(
         [ds[band] for band in RGB], dim=xr.DataArray(list(RGB), dims="band", name="band")
     )
-    rgb = ((rgb - low) / (high - low)).clip(0.0, 1.0).astype(np.float32)
+    if (low, high) != IDENTITY_STRETCH:  # identity: skip two passes over the tile
+        rgb = (rgb - low) / (high - low)
+    rgb = rgb.clip(0.0, 1.0).astype(np.float32, copy=False)
     rgb = rgb.transpose(..., "band", "y", "x")
     if rgb.chunks is not None:
         rgb = rgb.chunk({"band": len(RGB)})
@@ -625,10 +675,10 @@ def best_pixel_composite(rgb: xr.DataArray) -> xr.Dataset:
     if "time" not in rgb.dims or "band" not in rgb.dims:
         raise InputError(f"rgb must have dims including time and band, got {rgb.dims!r}")
     ok = rgb.notnull().all("band")
-    out = xr.full_like(rgb.isel(time=0, drop=True), np.nan)
-    found = xr.zeros_like(ok.isel(time=0, drop=True))
-    source = xr.full_like(found, -1, dtype=np.int16)
-    for step in range(rgb.sizes["time"]):
+    found = ok.isel(time=0, drop=True)
+    out = xr.where(found, rgb.isel(time=0, drop=True), np.float32(np.nan), keep_attrs=True)
+    source = xr.where(found, np.int16(0), np.int16(-1))
+    for step in range(1, rgb.sizes["time"]):
         valid = ok.isel(time=step, drop=True)
         take = valid & ~found
         out = xr.where(take, rgb.isel(time=step, drop=True), out, keep_attrs=True)

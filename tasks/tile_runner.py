@@ -17,6 +17,14 @@ from typing import Any
 
 from tasks._worker_process import tune_worker_process
 
+GPU_PER_TILE = 0.5
+"""The ``GPU`` resource a tile asks for: two tiles in flight per GPU worker.
+
+One runs on the GPU (:data:`tasks._worker_process.MODEL_TURN` keeps forward passes one at a
+time) while the other reads or writes, so the GPU does not wait for the I/O; the worker needs
+two Dask threads for it (the local CUDA cluster and the deploy manifests start them so).
+"""
+
 
 @dataclass(frozen=True)
 class TileResult:
@@ -62,7 +70,8 @@ def run_tiles(
         tile_fn: Module-level function of one job and ``spec``, run on the workers.
         jobs: One job per tile still to write.
         spec: The model (or detector) spec, loaded once per worker process by ``tile_fn``.
-        gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
+        gpu: Ask Dask for :data:`GPU_PER_TILE` of a ``GPU`` resource per tile (workers must
+            advertise it).
         label: What a tile is called in the log lines, e.g. ``"change tile"``.
         description: Description of the progress artifact, e.g. ``"change tiles"``.
 
@@ -80,7 +89,7 @@ def run_tiles(
     if not jobs:
         return {"statuses": statuses, "stage_seconds": stage_seconds}
     progress = create_progress_artifact(0.0, description=description)
-    resources = {"GPU": 1} if gpu else None
+    resources = {"GPU": GPU_PER_TILE} if gpu else None
     started, pixels = time.perf_counter(), 0
     with worker_client() as client:
         futures = client.map(

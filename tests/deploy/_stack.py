@@ -3,7 +3,8 @@
 The same pieces as ``deploy/compose.yaml``, started as plain processes: ``prefect server
 start`` (SQLite in a temp dir, basic auth on), ``prefect work-pool create``, ``prefect deploy
 --all`` from the repository's ``prefect.yaml``, ``prefect worker start``, ``dask scheduler``
-and ``dask worker`` processes advertising ``GPU=1`` (on CPU here) with one thread each.
+and ``dask worker`` processes advertising ``GPU=1`` (on CPU here) with two threads each, so
+that two tiles are in flight per worker as on the compose file's GPU workers.
 Every process runs in its own process group, so :meth:`Stack.stop` ends it and its children.
 """
 
@@ -126,11 +127,11 @@ class Stack:
             return False
 
     def start_dask_worker(self, name: str) -> None:
-        """One worker process, one thread, advertising one GPU as the compose file's do."""
+        """One worker process, two threads, advertising one GPU as the compose file's do."""
         self.spawn(
             name,
             [str(BIN / "dask"), "worker", self.scheduler_address, "--name", name,
-             "--nthreads", "1", "--nworkers", "1", "--resources", "GPU=1", "--no-dashboard",
+             "--nthreads", "2", "--nworkers", "1", "--resources", "GPU=1", "--no-dashboard",
              "--host", "127.0.0.1", "--local-directory", str(self.root / "dask")],
             env=self.dask_env,
         )  # fmt: skip

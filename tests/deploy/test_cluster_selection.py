@@ -14,7 +14,7 @@ import types
 import pytest
 
 from flows import _runner
-from flows._runner import dask_task_runner, gpu_workers_expected
+from flows._runner import dask_task_runner, gpu_workers_expected, local_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def test_explicit_address_wins_over_the_environment(monkeypatch):
 
 def test_cpu_machine_gets_one_single_thread_worker_per_core():
     runner = dask_task_runner()
-    assert runner.address is None
+    assert runner.address is None and runner.cluster_class is local_cluster
     assert runner.cluster_kwargs["n_workers"] == max(1, os.cpu_count() or 1)
     assert runner.cluster_kwargs["threads_per_worker"] == 1
 
@@ -66,7 +66,7 @@ def test_gpu_node_with_dask_cuda_gets_a_local_cuda_cluster(gpu_node):
 def test_gpu_node_without_dask_cuda_gets_a_cpu_cluster(monkeypatch):
     monkeypatch.setattr(_runner, "_has_cuda", lambda: True)
     monkeypatch.setattr(_runner, "_has_dask_cuda", lambda: False)
-    assert dask_task_runner().cluster_class is None
+    assert dask_task_runner().cluster_class is local_cluster
     assert not gpu_workers_expected()
 
 
@@ -83,3 +83,17 @@ def test_bad_worker_count_names_the_variable(monkeypatch):
         ValueError, match=r"TERRAWATCH_DASK_WORKERS must be a positive integer.*'two'"
     ):
         dask_task_runner()
+
+
+def test_local_cluster_workers_run_without_the_profiler():
+    import dask.config
+    from distributed import Client
+
+    with (
+        local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        settings = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+
+    assert list(settings.values()) == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # caller's untouched

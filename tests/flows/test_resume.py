@@ -36,9 +36,12 @@ RUNNER = """
 import json, sys
 from flows.landcover import ModelOptions, landcover
 from prefect_dask import DaskTaskRunner
+from flows._runner import local_cluster
 params = json.loads(sys.argv[1])
 params["model"] = ModelOptions(**params["model"])
-runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 1,
+# the flows' own local cluster (what dask_task_runner() builds), one worker to kill
+runner = DaskTaskRunner(cluster_class=local_cluster,
+                        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1,
                                         "processes": True, "dashboard_address": None})
 landcover.with_options(task_runner=runner)(**params)
 """

@@ -240,17 +240,62 @@ def test_groupby_id_keeps_items_apart() -> None:
 # --- RGB for the model -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("chunks", [1024, None])
 @pytest.mark.parametrize("loader", ["odc", "stackstac"])
-def test_local_rgb_is_raw_pixels_over_255(loader: str) -> None:
-    rgb = rgb_composite(load_bands([_local_item()], LOCAL_GRID, loader=loader))
+def test_local_rgb_is_raw_pixels_over_255(loader: str, chunks: int | None) -> None:
+    rgb = rgb_composite(load_bands([_local_item()], LOCAL_GRID, loader=loader, chunks=chunks))
 
     with rasterio.open(KOELN) as src:
         raw = src.read()
     assert rgb.dims == ("time", "band", "y", "x")
     assert list(rgb.band.values) == ["red", "green", "blue"]
     assert rgb.dtype == np.float32
-    assert rgb.chunks[1] == (3,)
+    if chunks is None:
+        assert isinstance(rgb.data, np.ndarray)
+    else:
+        assert rgb.chunks[1] == (3,)
     np.testing.assert_allclose(rgb.values[0], raw / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunks", [16, None])
+def test_multiband_asset_nodata_and_band_order(tmp_path: Path, chunks: int | None) -> None:
+    # bands differ per position (no band read twice or swapped); band 2's nodata pixels
+    # make the whole pixel invalid, as with separate single-band assets
+    data = np.stack([np.full((40, 40), v, np.uint8) for v in (10, 20, 30, 40)])
+    data[1, :5, :5] = 0
+    path = tmp_path / "rgbn.tif"
+    profile = dict(driver="GTiff", width=40, height=40, count=4, dtype="uint8", nodata=0)
+    with rasterio.open(
+        path, "w", crs="EPSG:25832", transform=from_origin(346000, 5648000, 0.5, 0.5), **profile
+    ) as dst:
+        dst.write(data)
+    item = _local_item(path)
+    item["properties"]["proj:shape"] = [40, 40]
+    item["assets"]["image"]["eo:bands"] = [
+        {"name": n, "common_name": n} for n in ("blue", "green", "red", "nir")
+    ]
+    grid = GridSpec("EPSG:25832", 0.5, 346000.0, 5647980.0, 346020.0, 5648000.0)
+
+    ds = load_bands([item], grid, ("red", "green", "blue"), chunks=chunks).compute()
+
+    for band, value in (("red", 30), ("green", 20), ("blue", 10)):
+        values = ds[band].values[0]
+        assert np.isnan(values[:5, :5]).all()
+        np.testing.assert_allclose(values[5:, 5:], value / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loader", ["odc", "stackstac"])
+def test_eager_load_equals_the_lazy_cube(loader: str) -> None:
+    clear = _s2_item()
+    clear["id"] = "clear-copy"
+    del clear["assets"]["scl"]
+    bands = ("red", "green", "blue")
+
+    lazy = load_bands([_s2_item(), clear], CLOUDY, bands, loader=loader, chunks=32)
+    eager = load_bands([_s2_item(), clear], CLOUDY, bands, loader=loader, chunks=None)
+
+    assert all(isinstance(eager[band].data, np.ndarray) for band in bands)
+    xr.testing.assert_identical(eager, lazy.compute())
 
 
 def test_reflectance_rgb_uses_fixed_stretch() -> None:
