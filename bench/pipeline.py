@@ -82,14 +82,47 @@ def small_model_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+CLASSES = ["water", "field", "tree", "road"]
+
+
+def run_landcover(
+    runner: Any, aoi: list[float], catalog: Path, store: Path, chunk: int, files: dict
+) -> dict:
+    """The benchmarks' land-cover run: the real flow on ``runner`` with the small model."""
+    from flows.landcover import ModelOptions, landcover
+
+    return landcover.with_options(task_runner=runner)(
+        aoi=aoi,
+        start="2024-06-01",
+        end="2024-06-01",
+        classes=CLASSES,
+        catalog=str(catalog),
+        store=str(store),
+        collections=["local"],
+        max_cloud=None,
+        resolution=1.0,
+        crs="EPSG:32632",
+        chunk=chunk,
+        model=ModelOptions(
+            weights=str(files["clip"]),
+            upsampler=files["upsampler"],
+            upsampler_weights=str(files["simfeatup"]),
+        ),
+    )
+
+
 def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int, threads: int):
-    """Run the real flow on the scene; returns (seconds, windows, pixels, peak RSS per worker)."""
+    """Run the real flow cold, then warm, on one cluster.
+
+    Returns:
+        (cold seconds, windows, grid pixels, peak RSS per worker in GB, seconds per written
+        tile per stage, warm seconds).
+    """
     from distributed import Client
     from prefect_dask import DaskTaskRunner
 
     from flows._api import shared_local_api
     from flows._runner import local_cluster
-    from flows.landcover import ModelOptions, landcover
     from tasks.local_item import add_local_item
 
     catalog = folder / f"catalog-{scene.stem}"
@@ -103,28 +136,10 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int, t
         ) as cluster,
     ):
         runner = DaskTaskRunner(address=cluster.scheduler_address)
-        options = ModelOptions(
-            weights=str(files["clip"]),
-            upsampler=files["upsampler"],
-            upsampler_weights=str(files["simfeatup"]),
-        )
 
         def timed_run(store: Path) -> tuple[float, dict]:
             started = time.perf_counter()
-            summary = landcover.with_options(task_runner=runner)(
-                aoi=aoi,
-                start="2024-06-01",
-                end="2024-06-01",
-                classes=["water", "field", "tree", "road"],
-                catalog=str(catalog),
-                store=str(store),
-                collections=["local"],
-                max_cloud=None,
-                resolution=1.0,
-                crs="EPSG:32632",
-                chunk=chunk,
-                model=options,
-            )
+            summary = run_landcover(runner, aoi, catalog, store, chunk, files)
             return time.perf_counter() - started, summary
 
         # cold: fresh worker processes import torch and load the model inside the timing
@@ -236,7 +251,7 @@ def _model_only_worker(files: dict, windows: int, threads: int, barrier: Any, re
         device="cpu",
         resize_long_side=None,
     )
-    model.set_classes(["water", "field", "tree", "road"])
+    model.set_classes(CLASSES)
     image = torch.rand(1, 3, 1248, 1248)  # one chunk plus halo: 11 x 11 = 121 windows
     per_image = 121
     model.predict(image[:, :, :448, :448])  # warm-up

@@ -2,8 +2,8 @@
 
 The run is bench/pipeline.py's (its scene and model helpers): a synthetic RGB COG (default
 8192² px at 1 m) catalogued with ``terrawatch catalog add``'s code, segmented by the real flow
-(Prefect ephemeral API, Dask LocalCluster of worker processes with one thread each, local
-Zarr) with a small random-weight model of the real architecture on CPU. The workers have
+(Prefect ephemeral API, the flows' own LocalCluster of worker processes with one thread each,
+local Zarr) with a small random-weight model of the real architecture on CPU. The workers have
 imported the pipeline before the clock starts, as on a long-running cluster, and a warm-up run
 on a one-tile scene fills the OS and text caches first. Each measured run writes its own cube.
 One summary line::
@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pipeline import _scene_aoi, small_model_files, write_scene
+from bench.pipeline import _scene_aoi, run_landcover, small_model_files, write_scene
 
 TARGET = 1.6
 """Speed-up the issue asks of 2 workers on 2 cores."""
-CLASSES = ["water", "field", "tree", "road"]
 
 
 def _warm_worker() -> None:
@@ -64,41 +63,26 @@ def free_cores(n: int = 20_000_000) -> float:
 
 def timed_run(scene: Path, root: Path, files: dict, chunk: int, workers: int) -> float:
     """Seconds of one flow run on ``workers`` warm one-thread worker processes (own cube)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from prefect_dask import DaskTaskRunner
 
-    from flows.landcover import ModelOptions, landcover
+    from flows._runner import local_cluster
     from tasks.local_item import add_local_item
 
     folder = root / f"run-{scene.stem}-{workers}w"
     add_local_item(scene, folder / "catalog", datetime="2024-06-01T00:00:00Z")
     size = int(scene.stem.split("-")[-1])
-    options = ModelOptions(
-        weights=str(files["clip"]),
-        upsampler=files["upsampler"],
-        upsampler_weights=str(files["simfeatup"]),
-    )
     with (
-        LocalCluster(
+        local_cluster(  # the flow's own default cluster, with these sizes
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
         client.run(_warm_worker)
         started = time.perf_counter()
-        landcover.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
-            aoi=_scene_aoi(size),
-            start="2024-06-01",
-            end="2024-06-01",
-            classes=CLASSES,
-            catalog=str(folder / "catalog"),
-            store=str(folder / "cube.zarr"),
-            collections=["local"],
-            max_cloud=None,
-            resolution=1.0,
-            crs="EPSG:32632",
-            chunk=chunk,
-            model=options,
+        runner = DaskTaskRunner(address=cluster.scheduler_address)
+        run_landcover(
+            runner, _scene_aoi(size), folder / "catalog", folder / "cube.zarr", chunk, files
         )
         return time.perf_counter() - started
 

@@ -15,6 +15,7 @@ from tasks.cube import is_tile_done, prepare_cube
 from tasks.cube_types import ClassTable, TimeStep
 from tasks.infer import ModelSpec, TileJob, segment_tile
 from tasks.local_item import make_local_item
+from tests.tasks.model_probe import peak_concurrent_forwards
 
 CHUNK = 64
 
@@ -48,8 +49,6 @@ def test_a_two_thread_worker_overlaps_tiles_but_runs_one_model_at_a_time(
         Client(cluster) as client,
     ):
         results = client.gather(client.map(segment_tile, jobs, spec=spec, pure=False))
-        from tests.tasks.model_probe import peak_concurrent_forwards
-
         peaks = client.run(peak_concurrent_forwards)
 
     assert len(jobs) == 8 and all(result.status == "written" for result in results)
