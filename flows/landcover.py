@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows._runner import dask_task_runner, gpu_workers_expected
+from flows._runner import dask_task_runner, gpu_workers_expected, warm_workers
 from tasks.catalog import search_items_task
 from tasks.infer import ModelSpec, TileJob, segment_tiles_task
 from tasks.plan import plan_landcover_task, resolve_period
@@ -110,7 +110,10 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    tiles = segment_tiles_task.submit(jobs, spec, gpu=gpu_workers_expected()).result()
+    gpu = gpu_workers_expected()
+    if jobs:
+        warm_workers("tasks.infer:worker_model", spec, gpu)
+    tiles = segment_tiles_task.submit(jobs, spec, gpu=gpu).result()
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,

@@ -16,12 +16,20 @@ Three settings decide whether a CPU worker runs at full speed in bounded memory:
   fills with blocks a tile never reads again (each tile is read once), so a worker's RSS grew
   with the scene: 1419 MB after 24 tiles of an 8192² scene against 1100 MB with the cache at
   :data:`GDAL_CACHE_MB` (same run). A tile's blocks (a few tens of MB) fit well within it.
+
+After each tile the worker hands its freed heap back to the OS (:func:`release_free_heap`).
+A tile frees its few hundred MB of buffers in an order that leaves live blocks near the top of
+glibc's heaps, so the automatic trim releases little and the heaps stay as large as the worst
+tile's layout: over six runs of a 4096² scene on one 2-worker cluster, a worker's RSS between
+tiles crept from 1.15 to 1.45 GB. Trimmed after every tile it stayed at 1.08-1.09 GB through
+all six runs, and the runs took as long (7.1-8.1 s each way).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 from typing import Any
@@ -76,16 +84,39 @@ def tune_worker_process() -> None:
     _TUNED.set()
 
 
+def release_free_heap() -> bool:
+    """Return the free memory of every glibc heap to the OS (``malloc_trim(0)``).
+
+    False (and nothing done) without glibc. Cheap next to a tile: it only walks free chunks.
+    """
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    if malloc_trim is None:  # musl, macOS
+        return False
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    malloc_trim.restype = ctypes.c_int
+    malloc_trim(0)
+    return True
+
+
 def raise_mmap_threshold(nbytes: int) -> bool:
     """Set glibc's ``M_MMAP_THRESHOLD``; False (and nothing changed) without glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl, macOS: no mallopt
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # musl, macOS: no mallopt
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(nbytes)))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, or None where it cannot be found or loaded (looked up once: it runs
+    ``ldconfig``)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks._worker_process import tune_worker_process
+from tasks._worker_process import release_free_heap, tune_worker_process
 
 GPU_PER_TILE = 0.5
 """The ``GPU`` resource a tile asks for: two tiles in flight per GPU worker.
@@ -51,6 +51,53 @@ def run_tuned(job: Any, tile_fn: Callable[..., TileResult], spec: Any) -> TileRe
     return tile_fn(job, spec)
 
 
+PROGRESS_SECONDS = 5.0
+"""Least time between two progress log lines (and progress artifact updates) of a tile run.
+
+A line per tile flooded the run's log on fast runs (a GPU writes several tiles a second) and
+cost an API call per tile for the artifact; the first and the last tile are always logged.
+"""
+
+
+class TileProgress:
+    """Counts finished tiles and reports progress (count, tiles/s, Mpx/s) at a bounded rate."""
+
+    def __init__(
+        self,
+        total: int,
+        log: Callable[[str], object],
+        update_percent: Callable[[float], object],
+        every_seconds: float = PROGRESS_SECONDS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.total, self.done, self.pixels = total, 0, 0
+        self.statuses: dict[str, int] = {}
+        self.stage_seconds: dict[str, float] = {}
+        self._log, self._update_percent = log, update_percent
+        self._every, self._clock = every_seconds, clock
+        self._started = clock()
+        self._last_report: float | None = None
+
+    def tile_done(self, result: TileResult) -> None:
+        """Count ``result``; log a line and update the artifact if one is due."""
+        self.done += 1
+        self.pixels += result.pixels
+        self.statuses[result.status] = self.statuses.get(result.status, 0) + 1
+        for stage, seconds in result.stages:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        now = self._clock()
+        due = self._last_report is None or now - self._last_report >= self._every
+        if not due and self.done < self.total:
+            return
+        self._last_report = now
+        elapsed = max(now - self._started, 1e-9)
+        self._log(
+            f"{result.tile} {result.status}: {self.done}/{self.total} done, "
+            f"{self.done / elapsed:.2f} tiles/s, {self.pixels / elapsed / 1e6:.2f} Mpx/s"
+        )
+        self._update_percent(100.0 * self.done / self.total)
+
+
 def run_tiles(
     tile_fn: Callable[..., TileResult],
     jobs: list[Any],
@@ -83,34 +130,22 @@ def run_tiles(
     from prefect import get_run_logger
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    run_logger = get_run_logger()
-    statuses: dict[str, int] = {}
-    stage_seconds: dict[str, float] = {}
     if not jobs:
-        return {"statuses": statuses, "stage_seconds": stage_seconds}
-    progress = create_progress_artifact(0.0, description=description)
+        return {"statuses": {}, "stage_seconds": {}}
+    run_logger = get_run_logger()
+    artifact = create_progress_artifact(0.0, description=description)
+    progress = TileProgress(
+        len(jobs),
+        lambda line: run_logger.info("%s %s", label, line),
+        lambda percent: update_progress_artifact(artifact, percent),
+    )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
-    started, pixels = time.perf_counter(), 0
     with worker_client() as client:
         futures = client.map(
             run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
         )
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-            for stage, seconds in result.stages:
-                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
-            pixels += result.pixels
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            run_logger.info(
-                "%s %s %s: %d/%d done, %.2f tiles/s, %.2f Mpx/s",
-                label,
-                result.tile,
-                result.status,
-                done,
-                len(jobs),
-                done / elapsed,
-                pixels / elapsed / 1e6,
-            )
-            update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return {"statuses": statuses, "stage_seconds": stage_seconds}
+        for future in as_completed(futures):
+            progress.tile_done(future.result())
+        # the heap a run's tiles freed goes back to the OS once, when the workers fall idle
+        client.run(release_free_heap, on_error="ignore")
+    return {"statuses": progress.statuses, "stage_seconds": progress.stage_seconds}

@@ -1,0 +1,33 @@
+"""Load a tile model on a worker ahead of its first tile (submitted by ``flows._runner``).
+
+Deliberately light on imports: the function is unpickled on the worker's event loop, so torch
+and the model code are imported here only when it runs, on a worker thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def warm_worker(loader: str, spec: Any) -> float | None:
+    """Call ``loader(spec)`` (``"package.module:function"``), e.g. ``tasks.infer:worker_model``.
+
+    Returns the seconds it took, or None when it failed: the warm-up only saves time, and the
+    first tile that needs the model raises the same error where the flow reports it.
+    """
+    from tasks._worker_process import tune_worker_process
+
+    started = time.perf_counter()
+    module, _, name = loader.partition(":")
+    try:
+        tune_worker_process()
+        getattr(importlib.import_module(module), name)(spec)
+    except Exception:  # reported by the first tile, see above
+        logger.warning("warming %s failed; the first tile will say why", loader, exc_info=True)
+        return None
+    return time.perf_counter() - started
