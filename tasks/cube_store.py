@@ -384,10 +384,18 @@ def write_region(
     tile: tuple[int, int],
     arrays: dict[str, np.ndarray],
 ) -> None:
-    """Write checked ``[h, w]`` arrays into one tile's region, then set its ``tile_done``."""
-    dims = ("time", "y", "x")
-    data = xr.Dataset({name: (dims, array[None]) for name, array in arrays.items()})
-    data.to_zarr(store, region=region, mode="r+", consolidated=False)
+    """Write checked ``[h, w]`` arrays into one tile's region, then set its ``tile_done``.
+
+    Straight into the Zarr arrays, not through ``xarray.Dataset.to_zarr``: every data variable
+    of these cubes is uint8 stored as is (``_FillValue`` 255 is Zarr's fill value; no scale or
+    offset), so xarray's CF encoding had nothing to do, and its opening of the store (listing
+    every member) made a 1024² land-cover tile's write 0.029 s instead of 0.012 s.
+    """
+    index = (region["time"], region["y"], region["x"])
+    for name, array in arrays.items():
+        if array.dtype != np.uint8:
+            raise InputError(f"{name} must be uint8 to be written, got {array.dtype}")
+        zarr.open_array(store, path=name, mode="r+")[index] = array[None]
     zarr.open_array(store, path="tile_done", mode="r+")[(time_index, *tile)] = 1
 
 
