@@ -1,7 +1,7 @@
 """AlignEarth training chips: pair optical and SAR scenes by date, cut aligned chips into Zarr.
 
 Both sensors are read through the pipeline's own loaders onto one grid, the output grid of the
-AOI (:func:`tasks.load.grid_for_aoi`): optical as the model's RGB composite
+AOI (:func:`tasks.output_grid.grid_for_aoi`): optical as the model's RGB composite
 (:func:`tasks.infer.read_composite`), SAR as the composite the SAR segmenter reads
 (:func:`tasks.flood.read_sar_composite`: dB scaled to 0..1, speckle-filtered, ``grey`` by
 default). So the student learns on exactly what it sees at inference. A chip is kept only where
@@ -39,13 +39,9 @@ from tasks.flood import OPTICAL_COLLECTIONS, SarOptions, default_sar_collections
 from tasks.flood import read_sar_composite as _read_sar
 from tasks.infer import RGB_BANDS
 from tasks.infer import read_composite as _read_optical
-from tasks.load import (
-    _group_key,
-    _item_datetime,
-    check_readable,
-    default_resolution,
-    grid_for_aoi,
-)
+from tasks.item_groups import group_key, item_datetime
+from tasks.load import check_readable
+from tasks.output_grid import default_resolution, grid_for_aoi
 from tasks.plan import best_first
 from tasks.sar import check_sar_items, check_sar_readable, select_orbit
 
@@ -223,13 +219,13 @@ def _groups(items: Sequence[dict], key: Any) -> list[tuple[datetime, list[dict]]
     found: dict[Any, list[dict]] = {}
     for item in items:
         found.setdefault(key(item), []).append(item)
-    groups = [(min(_item_datetime(i) for i in members), members) for members in found.values()]
+    groups = [(min(item_datetime(i) for i in members), members) for members in found.values()]
     return sorted(groups, key=lambda g: (g[0], g[1][0]["id"]))
 
 
 def _sar_key(item: dict) -> tuple[str, str]:
     orbit = str(item.get("properties", {}).get("sat:orbit_state"))
-    return _group_key(item, "solar_day"), orbit
+    return group_key(item, "solar_day"), orbit
 
 
 def _iso(when: datetime) -> str:
@@ -251,7 +247,7 @@ def pair_scenes(
     if not (_finite(max_days) and max_days >= 0):
         raise InputError(f"max_days must be a number >= 0 (days), got {max_days!r}")
     sar = select_orbit(list(sar), orbit) if orbit is not None else list(sar)
-    optical_groups = _groups(optical, lambda it: _group_key(it, "solar_day"))
+    optical_groups = _groups(optical, lambda it: group_key(it, "solar_day"))
     sar_groups = _groups(sar, _sar_key)
     if not optical_groups or not sar_groups:
         raise NoScenesError(

@@ -26,6 +26,7 @@ from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks._worker_process import MODEL_TURN
 from tasks.catalog import SearchResult, parse_aoi
+from tasks.composite import best_pixel_composite
 from tasks.cube import NODATA, ClassTable, CubePlan, TimeStep, is_tile_done
 from tasks.flood_cube import (
     SOURCE_NONE,
@@ -60,7 +61,8 @@ from tasks.infer import (
     tile_windows,
     worker_model,
 )
-from tasks.load import best_pixel_composite, check_readable, default_resolution, grid_for_aoi
+from tasks.load import check_readable
+from tasks.output_grid import default_resolution, grid_for_aoi
 from tasks.plan import best_first
 from tasks.sar import SarSummary, check_sar_items, check_sar_readable, load_sar, sar_composite
 from tasks.tile_runner import TileResult, run_tiles

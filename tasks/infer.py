@@ -22,8 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from models.segearth import SegEarthOV
 from tasks._grid import GridSpec
 from tasks._worker_process import MODEL_TURN, dask_worker, tune_worker_process
+from tasks.composite import best_pixel_composite, rgb_composite
 from tasks.cube import NODATA, is_tile_done, write_tile
-from tasks.load import best_pixel_composite, load_bands, rgb_composite
+from tasks.load import load_bands
 from tasks.tile_runner import TileResult, run_tiles
 
 logger = logging.getLogger(__name__)

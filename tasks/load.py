@@ -1,17 +1,17 @@
-"""Step 2: STAC items -> one lazy reflectance cube on one explicit grid -> the model's RGB."""
+"""Step 2: STAC items -> one reflectance cube on one explicit grid (lazy, or eager for a tile).
+
+The grid comes from :mod:`tasks.output_grid`, the model's RGB from :mod:`tasks.composite`; asset
+access is :mod:`tasks.assets`, time grouping :mod:`tasks.item_groups`.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import numbers
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Literal
 
 import dask
@@ -20,47 +20,28 @@ import numpy as np
 import odc.stac
 import pyproj
 import pystac
-import rasterio
-import rasterio.errors
-import shapely.geometry
 import stackstac
 import xarray as xr
 from odc.geo.xr import xr_coords
 from rasterio.enums import Resampling
-from rasterio.windows import Window
 
 from tasks._errors import InputError
 from tasks._grid import GridSpec
+from tasks.assets import URL, asset_href, check_asset
 from tasks.bands import (
     CATEGORICAL_BANDS,
     SCL_INVALID,
     BandRef,
     default_nodata,
-    item_label,
     reflectance_scaling,
     resolve_band,
 )
+from tasks.composite import IDENTITY_STRETCH, REFLECTANCE_STRETCH, RGB
+from tasks.item_groups import GROUPINGS, group_items, group_time
 
 log = logging.getLogger(__name__)
 
-RGB = ("red", "green", "blue")
 
-REFLECTANCE_STRETCH: tuple[float, float] = (0.0, 0.3)
-"""Default display stretch for surface reflectance: ``reflectance / 0.3`` clipped to 0..1.
-
-Land surface reflectance in the visible bands is mostly below 0.3 (bright bare soil and
-urban roofs reach it; only snow and cloud go well beyond), so this keeps contrast for the
-model without a per-tile percentile. It is fixed on purpose: a per-tile or per-date
-stretch would make neighbouring chunks and dates look different to the model.
-"""
-
-IDENTITY_STRETCH: tuple[float, float] = (0.0, 1.0)
-"""Stretch for 8-bit display imagery already scaled by 1/255: identity."""
-
-SENSOR_GSD: dict[str, float] = {"sentinel-2": 10.0, "sentinel-1": 10.0, "landsat": 30.0}
-"""Inference pixel size (m) per collection-name prefix: the sensor's finest common band."""
-
-GROUPINGS = ("solar_day", "time", "id")
 _Patch = Callable[[str], str] | None
 Array = np.ndarray | da.Array
 
@@ -75,94 +56,6 @@ class _Plan:
     scl: BandRef | None
 
 
-def default_resolution(collection: str, item: dict | None = None) -> float:
-    """Inference pixel size in metres for a collection.
-
-    Sentinel-2 (and Sentinel-1 RTC) 10 m, Landsat 30 m: the native size of the sensor's
-    finest bands, so no detail is thrown away and nothing is invented. Anything else
-    (``local`` aerial imagery) is read at its native pixel size, taken from ``item``'s
-    ``proj:transform``.
-
-    Raises:
-        InputError: unknown collection and no item with ``proj:transform`` given.
-    """
-    for prefix, gsd in SENSOR_GSD.items():
-        if collection.startswith(prefix):
-            return gsd
-    sizes = [] if item is None else _pixel_sizes(item)
-    if not sizes:
-        raise InputError(
-            f"no default resolution for collection {collection!r}: known prefixes are "
-            f"{sorted(SENSOR_GSD)}; pass an item with proj:transform, or give a resolution"
-        )
-    return min(sizes)
-
-
-def _pixel_sizes(item: dict) -> list[float]:
-    holders = [item.get("properties", {}), *item.get("assets", {}).values()]
-    return [abs(float(h["proj:transform"][0])) for h in holders if h.get("proj:transform")]
-
-
-def utm_crs(lon: float, lat: float) -> str:
-    """The WGS 84 / UTM zone CRS of a point (standard 6-degree zones, no Norway exceptions)."""
-    zone = min(max(math.floor((lon + 180.0) / 6.0) + 1, 1), 60)
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
-
-
-def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in bbox)
-    except (TypeError, ValueError):
-        values = ()
-    ok = len(values) == 4 and all(math.isfinite(v) for v in values)
-    if ok:
-        west, south, east, north = values
-        ok = -180 <= west < east <= 180 and -90 <= south < north <= 90
-    if not ok:
-        raise InputError(
-            f"aoi_bbox_lonlat must be (west, south, east, north) in degrees with west < east "
-            f"and south < north (no antimeridian crossing), got {bbox!r}"
-        )
-    return values  # type: ignore[return-value]
-
-
-def _check_resolution(resolution: float) -> float:
-    number = isinstance(resolution, numbers.Real) and not isinstance(resolution, bool)
-    if not (number and math.isfinite(resolution) and resolution > 0):
-        raise InputError(f"resolution must be a number > 0 (CRS units), got {resolution!r}")
-    return float(resolution)
-
-
-def grid_for_aoi(
-    aoi_bbox_lonlat: tuple[float, float, float, float], resolution: float, crs: str | None = None
-) -> GridSpec:
-    """The explicit output grid covering an AOI.
-
-    ``crs=None`` picks the UTM zone of the AOI centre (EPSG:326xx north, 327xx south). The
-    bounds are the AOI reprojected (edges densified) and snapped outward to multiples of
-    ``resolution``, so grids of neighbouring AOIs at one resolution share pixel edges.
-
-    Raises:
-        InputError: empty, inverted or out-of-range bbox; resolution <= 0; unknown CRS.
-    """
-    west, south, east, north = _check_bbox(aoi_bbox_lonlat)
-    res = _check_resolution(resolution)
-    target = crs or utm_crs((west + east) / 2, (south + north) / 2)
-    try:
-        out_crs = pyproj.CRS.from_user_input(target)
-    except pyproj.exceptions.CRSError as err:
-        raise InputError(f"crs must be a CRS such as 'EPSG:32632', got {crs!r} ({err})") from err
-    to_grid = pyproj.Transformer.from_crs("EPSG:4326", out_crs, always_xy=True)
-    bounds = to_grid.transform_bounds(west, south, east, north, densify_pts=21)
-    if not all(math.isfinite(b) for b in bounds):
-        raise InputError(f"aoi_bbox_lonlat {aoi_bbox_lonlat!r} lies outside the area of {target!r}")
-    left, bottom = (math.floor(v / res) * res for v in bounds[:2])
-    right, top = (math.ceil(v / res) * res for v in bounds[2:])
-    auth = out_crs.to_authority()
-    name = f"{auth[0]}:{auth[1]}" if auth else out_crs.to_wkt()
-    return GridSpec(name, res, left, bottom, right, top)
-
-
 def check_readable(items: list[dict], bands: Sequence[str] = RGB) -> None:
     """Open the header of every asset the bands need, before any heavy (lazy) work runs.
 
@@ -173,19 +66,19 @@ def check_readable(items: list[dict], bands: Sequence[str] = RGB) -> None:
         FileNotFoundError: a local asset file does not exist (names the href).
         ValueError: an asset cannot be opened or read, has too few bands or no CRS (names it).
     """
-    _check_items(items)
+    check_items(items)
     _check_bands(bands)
     seen: set[tuple[str, int]] = set()
     for item in items:
         for band in bands:
             ref = resolve_band(item, band)
-            href = _asset_href(item, ref.asset)
+            href = asset_href(item, ref.asset)
             if (href, ref.index) not in seen:
                 seen.add((href, ref.index))
-                _check_asset(href, ref.index)
+                check_asset(href, ref.index)
 
 
-def _check_items(items: list[dict]) -> None:
+def check_items(items: list[dict]) -> None:
     if not isinstance(items, list | tuple) or not items:
         raise InputError(f"items must be a non-empty list of STAC item dicts, got {items!r}")
     for item in items:
@@ -202,7 +95,7 @@ def _check_bands(bands: Sequence[str]) -> None:
         )
 
 
-def _check_options(bands: Sequence[str], loader: str, chunks: int | None, groupby: str) -> None:
+def check_load_options(bands: Sequence[str], loader: str, chunks: int | None, groupby: str) -> None:
     _check_bands(bands)
     if loader not in ("odc", "stackstac"):
         raise InputError(f"loader must be 'odc' or 'stackstac', got {loader!r}")
@@ -218,7 +111,7 @@ def _check_options(bands: Sequence[str], loader: str, chunks: int | None, groupb
 def _plan(item: dict, bands: Sequence[str]) -> _Plan:
     refs = {band: resolve_band(item, band) for band in bands}
     for ref in refs.values():
-        _asset_href(item, ref.asset)
+        asset_href(item, ref.asset)
     scaling = {
         band: reflectance_scaling(item, ref.odc_name)
         for band, ref in refs.items()
@@ -249,49 +142,6 @@ def _radiometry(plans: list[_Plan]) -> tuple[float, float]:
 
 # --- asset access ---------------------------------------------------------------------------
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
-
-def _asset_href(item: dict, key: str) -> str:
-    """The asset's href as rasterio opens it; relative hrefs are rejected."""
-    href = str(item["assets"][key].get("href", ""))
-    if href.startswith("file://"):
-        href = href.removeprefix("file://")
-    if not (_URL.match(href) or Path(href).is_absolute()):
-        raise InputError(
-            f"asset {key!r} of {item_label(item)} has href {href!r}; hrefs must be absolute "
-            "paths or URLs (resolve relative hrefs against the item file first)"
-        )
-    return href
-
-
-def _last_block(src: rasterio.DatasetReader, index: int) -> Window:
-    height, width = src.block_shapes[index - 1]
-    row = (src.height - 1) // height * height
-    col = (src.width - 1) // width * width
-    return Window(col, row, min(width, src.width - col), min(height, src.height - row))
-
-
-def _check_asset(href: str, index: int) -> None:
-    local = not _URL.match(href) and not href.startswith("/vsi")
-    if local and not Path(href).exists():
-        raise FileNotFoundError(f"asset file {href!r} does not exist; fix the item's href")
-    try:
-        with rasterio.open(href) as src:
-            if src.count < index:
-                raise ValueError(f"{href!r} has {src.count} band(s); band {index} was asked for")
-            if src.crs is None:
-                raise ValueError(
-                    f"{href!r} has no CRS (radar geometry with GCPs?); use a map-projected product"
-                )
-            src.read(index, window=_last_block(src, index))
-    except rasterio.errors.RasterioIOError as err:
-        if "404" in str(err) or "No such file" in str(err):
-            raise FileNotFoundError(f"asset {href!r} not found: {err}") from err
-        raise ValueError(
-            f"asset {href!r} is not a readable raster (corrupt or truncated?): {err}"
-        ) from err
-
 
 # --- readers: one item -> {band: dask array (1, y, x) float32 raw values} --------------------
 
@@ -311,7 +161,7 @@ def _odc_item(plan: _Plan) -> pystac.Item:
     item["links"] = []
     for ref in _wanted(plan).values():
         asset = item["assets"][ref.asset]
-        asset["href"] = _asset_href(plan.item, ref.asset)
+        asset["href"] = asset_href(plan.item, ref.asset)
         counted = asset.get("bands") or asset.get("raster:bands") or []
         if ref.count > 1 and len(counted) != ref.count:
             # odc-stac counts bands from `bands`/`raster:bands` only, not from eo:bands
@@ -385,7 +235,7 @@ def _vrt_band(href: str, index: int) -> str:
         href = "/vsicurl/" + href
     elif href.startswith("s3://"):
         href = "/vsis3/" + href.removeprefix("s3://")
-    elif _URL.match(href):
+    elif URL.match(href):
         raise InputError(f"stackstac cannot read band {index} of {href!r}; use loader='odc'")
     return f"vrt://{href}?bands={index}"
 
@@ -399,7 +249,7 @@ def _stackstac_item(plan: _Plan, patch_url: _Patch) -> dict:
     assets = {}
     for band, ref in _wanted(plan).items():
         asset = copy.deepcopy(plan.item["assets"][ref.asset])
-        href = _asset_href(plan.item, ref.asset)
+        href = asset_href(plan.item, ref.asset)
         href = patch_url(href) if patch_url else href
         asset["href"] = _vrt_band(href, ref.index) if ref.count > 1 else href
         for key in ("bands", "eo:bands", "raster:bands"):
@@ -455,52 +305,6 @@ def _read_stackstac(
 # --- grouping ---------------------------------------------------------------------------------
 
 
-def _item_datetime(item: dict) -> datetime:
-    props = item.get("properties", {})
-    when = props.get("datetime") or props.get("start_datetime")
-    if when is None:
-        raise InputError(f"{item_label(item)} has no datetime or start_datetime property")
-    parsed = datetime.fromisoformat(str(when))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _item_longitude(item: dict) -> float:
-    if item.get("bbox"):
-        bbox = item["bbox"]
-        return (bbox[0] + bbox[len(bbox) // 2]) / 2
-    if item.get("geometry"):
-        return shapely.geometry.shape(item["geometry"]).centroid.x
-    return 0.0
-
-
-def _group_key(item: dict, groupby: str) -> str:
-    if groupby == "solar_day":
-        local = _item_datetime(item) + timedelta(hours=_item_longitude(item) / 15.0)
-        return local.date().isoformat()
-    if groupby == "time":
-        return _item_datetime(item).isoformat()
-    if groupby == "id":
-        return str(item["id"])
-    if groupby not in item.get("properties", {}):
-        raise InputError(
-            f"groupby {groupby!r} is not one of {GROUPINGS} nor a property of {item_label(item)}"
-        )
-    return str(item["properties"][groupby])
-
-
-def _group_time(items: list[dict], members: list[int]) -> np.datetime64:
-    first = min(_item_datetime(items[i]) for i in members)
-    return np.datetime64(first.replace(tzinfo=None), "ns")
-
-
-def _group_items(items: list[dict], groupby: str) -> list[tuple[str, list[int]]]:
-    """Item indices per group key, members in ``items`` order, groups in time order."""
-    groups: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(_group_key(item, groupby), []).append(index)
-    return sorted(groups.items(), key=lambda kv: (_group_time(items, kv[1]), kv[0]))
-
-
 def load_bands(
     items: list[dict],
     grid: GridSpec,
@@ -537,14 +341,14 @@ def load_bands(
     Raises:
         InputError: empty items, bad options, an item lacking a band, mixed radiometry.
     """
-    _check_items(items)
-    _check_options(bands, loader, chunks, groupby)
+    check_items(items)
+    check_load_options(bands, loader, chunks, groupby)
     plans = [_plan(item, bands) for item in items]
     display_range = _radiometry(plans)
     read = _read_odc if loader == "odc" else _read_stackstac
     layers = [_to_reflectance(read(plan, grid, chunks, patch_url), plan) for plan in plans]
-    groups = _group_items(items, groupby)
-    fused = [_fuse([layers[i] for i in members]) for _, members in groups]
+    groups = group_items(items, groupby)
+    fused = [fuse_first_valid([layers[i] for i in members]) for _, members in groups]
     log.debug(
         "lazy cube with %s: %d items -> %d time steps of %s on %s",
         loader,
@@ -577,7 +381,7 @@ def _to_reflectance(raw: dict[str, Array], plan: _Plan) -> tuple[dict[str, Array
     return {band: np.where(valid, arr, np.float32(np.nan)) for band, arr in out.items()}, valid
 
 
-def _fuse(layers: list[tuple[dict[str, Array], Array]]) -> dict[str, Array]:
+def fuse_first_valid(layers: list[tuple[dict[str, Array], Array]]) -> dict[str, Array]:
     """First valid item wins, per pixel, for all bands together."""
     out, found = dict(layers[0][0]), layers[0][1]
     for bands, valid in layers[1:]:
@@ -596,7 +400,7 @@ def _as_dataset(
     display_range: tuple[float, float],
 ) -> xr.Dataset:
     coords = xr_coords(grid.geobox, crs_coord_name="spatial_ref")
-    times = np.array([_group_time(items, members) for _, members in groups])
+    times = np.array([group_time(items, members) for _, members in groups])
     data = {
         band: xr.DataArray(
             np.concatenate([layer[band] for layer in fused], axis=0),
@@ -619,70 +423,3 @@ def _band_attrs(band: str, display_range: tuple[float, float]) -> dict:
         }
     what = "surface reflectance" if display_range == REFLECTANCE_STRETCH else "8-bit value / 255"
     return {"long_name": f"{band} {what}", "units": "1", "grid_mapping": "spatial_ref"}
-
-
-def _check_stretch(stretch: tuple[float, float]) -> tuple[float, float]:
-    ok = isinstance(stretch, Sequence) and len(stretch) == 2
-    ok = ok and all(isinstance(v, int | float) and math.isfinite(v) for v in stretch)
-    if not ok or not stretch[1] > stretch[0]:
-        raise InputError(
-            f"stretch must be (low, high) finite numbers with low < high, got {stretch!r}"
-        )
-    return float(stretch[0]), float(stretch[1])
-
-
-def rgb_composite(ds: xr.Dataset, stretch: tuple[float, float] | None = None) -> xr.DataArray:
-    """Model input: float32 ``[time, band=3 (red, green, blue), y, x]`` in 0..1, NaN if invalid.
-
-    ``(value - low) / (high - low)`` clipped to 0..1. ``stretch=None`` uses the cube's
-    ``display_range``: ``(0, 0.3)`` for reflectance (:data:`REFLECTANCE_STRETCH`, fixed so
-    tiles and dates are comparable), ``(0, 1)`` (identity) for 8-bit imagery. The band axis
-    is one dask chunk, so each model tile is one block.
-
-    Raises:
-        InputError: a red/green/blue variable is missing, or a bad stretch.
-    """
-    missing = [band for band in RGB if band not in ds.data_vars]
-    if missing:
-        raise InputError(f"ds lacks bands {missing}; load it with bands including {list(RGB)}")
-    low, high = _check_stretch(stretch or tuple(ds.attrs.get("display_range", REFLECTANCE_STRETCH)))
-    rgb = xr.concat(
-        [ds[band] for band in RGB], dim=xr.DataArray(list(RGB), dims="band", name="band")
-    )
-    if (low, high) != IDENTITY_STRETCH:  # identity: skip two passes over the tile
-        rgb = (rgb - low) / (high - low)
-    rgb = rgb.clip(0.0, 1.0).astype(np.float32, copy=False)
-    rgb = rgb.transpose(..., "band", "y", "x")
-    if rgb.chunks is not None:
-        rgb = rgb.chunk({"band": len(RGB)})
-    rgb.attrs = {"long_name": "RGB composite scaled to 0..1", "stretch": [low, high]}
-    return rgb.rename("rgb")
-
-
-def best_pixel_composite(rgb: xr.DataArray) -> xr.Dataset:
-    """Collapse ``time``: per pixel, the first observation (in ``time`` order) valid in all bands.
-
-    The caller orders the time steps (e.g. least cloudy first with ``rgb.isel(time=order)``).
-
-    Returns:
-        Dataset with ``rgb`` ``[band, y, x]`` (NaN where no step is valid), ``valid``
-        ``[y, x]`` bool and ``source_index`` ``[y, x]`` int16 (position along ``time`` of the
-        chosen step, -1 where none).
-
-    Raises:
-        InputError: ``rgb`` has no ``time`` or ``band`` dimension.
-    """
-    if "time" not in rgb.dims or "band" not in rgb.dims:
-        raise InputError(f"rgb must have dims including time and band, got {rgb.dims!r}")
-    ok = rgb.notnull().all("band")
-    found = ok.isel(time=0, drop=True)
-    out = xr.where(found, rgb.isel(time=0, drop=True), np.float32(np.nan), keep_attrs=True)
-    source = xr.where(found, np.int16(0), np.int16(-1))
-    for step in range(1, rgb.sizes["time"]):
-        valid = ok.isel(time=step, drop=True)
-        take = valid & ~found
-        out = xr.where(take, rgb.isel(time=step, drop=True), out, keep_attrs=True)
-        source = xr.where(take, np.int16(step), source)
-        found = found | valid
-    out = out.transpose("band", ...)
-    return xr.Dataset({"rgb": out, "valid": found, "source_index": source.astype(np.int16)})

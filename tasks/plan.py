@@ -21,7 +21,8 @@ from tasks._grid import GridSpec
 from tasks.catalog import SearchResult, parse_aoi
 from tasks.cube import ClassTable, CubePlan, TimeStep, prepare_cube
 from tasks.infer import RGB_BANDS, ModelSpec, worker_model
-from tasks.load import check_readable, default_resolution, grid_for_aoi
+from tasks.load import check_readable
+from tasks.output_grid import default_resolution, grid_for_aoi
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from tasks.change import ChangeSpec, worker_detector
 from tasks.change_cube import ChangeStep, prepare_change_cube
 from tasks.cube_types import ClassTable, CubePlan, TimeStep
 from tasks.infer import RGB_BANDS, worker_model
-from tasks.load import check_readable, default_resolution, grid_for_aoi
+from tasks.load import check_readable
+from tasks.output_grid import default_resolution, grid_for_aoi
 from tasks.plan import best_first
 
 logger = logging.getLogger(__name__)

@@ -23,18 +23,10 @@ from rasterio.warp import reproject
 
 from tasks._errors import InputError
 from tasks._grid import GridSpec
+from tasks.assets import URL, asset_href, last_block
 from tasks.bands import item_label, resolve_band
-from tasks.load import (
-    _URL,
-    _asset_href,
-    _check_items,
-    _check_options,
-    _fuse,
-    _group_items,
-    _group_time,
-    _last_block,
-    load_bands,
-)
+from tasks.item_groups import group_items, group_time
+from tasks.load import check_items, check_load_options, fuse_first_valid, load_bands
 from tasks.speckle import DEFAULT_ENL, check_speckle, speckle_filter
 
 log = logging.getLogger(__name__)
@@ -58,7 +50,8 @@ dense forest and built-up areas; only strong double-bounce returns (buildings, s
 which is what they look like in optical imagery too. Cross-pol returns are ~6-8 dB weaker
 over vegetation and soil, so the VH window sits lower (-32..-5 dB) and is slightly wider to keep
 water/soil contrast above the cross-pol noise floor. The ranges are fixed, like the optical
-:data:`tasks.load.REFLECTANCE_STRETCH`, so tiles and dates map identically (no per-tile stretch).
+:data:`tasks.composite.REFLECTANCE_STRETCH`, so tiles and dates map identically (no per-tile
+stretch).
 """
 
 RATIO_DB_RANGE: tuple[float, float] = (0.0, 15.0)
@@ -157,7 +150,7 @@ def check_sar_items(items: list[dict], polarizations: Sequence[str] | None = Non
     Raises:
         InputError: naming the offending item ids and how to filter them.
     """
-    _check_items(items)
+    check_items(items)
     orbits = _by(items, lambda it: it.get("properties", {}).get("sat:orbit_state"))
     if len(orbits) > 1:
         raise InputError(
@@ -227,9 +220,9 @@ def check_sar_readable(
     for item in items:
         for pol in _check_polarizations(polarizations):
             ref = resolve_band(item, pol)
-            href = _asset_href(item, ref.asset)
+            href = asset_href(item, ref.asset)
             href = patch_url(href) if patch_url else href
-            if not _URL.match(href) and not Path(href).exists():
+            if not URL.match(href) and not Path(href).exists():
                 raise FileNotFoundError(f"asset {pol!r} of {item_label(item)}: no file {href!r}")
             _check_sar_asset(item, href, ref.index, summary.radar_geometry)
 
@@ -248,7 +241,7 @@ def _check_sar_asset(item: dict, href: str, index: int, radar: bool) -> None:
                     f"{href!r} of {item_label(item)} has neither a CRS nor GCPs: it cannot be "
                     "placed on a map; use a georeferenced product"
                 )
-            src.read(index, window=_last_block(src, index))
+            src.read(index, window=last_block(src, index))
     except rasterio.errors.RasterioIOError as err:
         raise ValueError(f"asset {href!r} of {item_label(item)} is not readable: {err}") from err
 
@@ -338,7 +331,7 @@ def _read_grd(
     out = {}
     for pol in pols:
         ref = resolve_band(item, pol)
-        href = _asset_href(item, ref.asset)
+        href = asset_href(item, ref.asset)
         dn = warp_with_gcps(patch(href) if patch else href, grid, index=ref.index, chunks=chunks)
         out[pol] = (dn / np.float32(GRD_BETA_NOUGHT)) ** 2  # DN^2 / A_beta^2 = beta0 (approx.)
     return out
@@ -423,7 +416,7 @@ def load_sar(
         ValueError: a GRD asset has neither CRS nor GCPs.
     """
     pols = _check_polarizations(polarizations)
-    _check_options(pols, loader, chunks, groupby)
+    check_load_options(pols, loader, chunks, groupby)
     _check_sar_options(speckle, window, grd)
     summary = check_sar_items(items, pols)
     if summary.radar_geometry and grd == "refuse":
@@ -438,8 +431,8 @@ def load_sar(
         else:
             linear = _read_rtc(item, grid, pols, loader, chunks, patch_url)
         layers.append(_prepare(linear, item, speckle, window))
-    groups = _group_items(items, groupby)
-    fused = [_fuse([layers[i] for i in members]) for _, members in groups]
+    groups = group_items(items, groupby)
+    fused = [fuse_first_valid([layers[i] for i in members]) for _, members in groups]
     log.debug("lazy SAR cube: %d items -> %d time steps on %s", len(items), len(groups), grid)
     filt = "none" if speckle is None else f"{speckle} {window}x{window} (linear power)"
     return _sar_dataset(fused, groups, items, grid, pols, summary, filt)
@@ -482,7 +475,7 @@ def _sar_dataset(
         )
     valid = da.isfinite(db[pols[0]])
     data["valid"] = xr.DataArray(valid, dims=dims, attrs={"long_name": "all polarisations valid"})
-    times = np.array([_group_time(items, members) for _, members in groups])
+    times = np.array([group_time(items, members) for _, members in groups])
     coords = xr_coords(grid.geobox, crs_coord_name="spatial_ref")
     ds = xr.Dataset(data, coords={"time": times, **coords})
     ds.attrs.update(
@@ -528,8 +521,8 @@ def sar_composite(ds: xr.Dataset, composite: str = "grey") -> xr.DataArray:
     false-colour composite: more information and better for plain optical CLIP or for viewing,
     but out of distribution for AlignEarth. A polarisation name gives grey of that one.
 
-    Band labels are ``red, green, blue`` like :func:`tasks.load.rgb_composite`, so the result
-    drops into the optical path (e.g. :func:`tasks.load.best_pixel_composite`); attr
+    Band labels are ``red, green, blue`` like :func:`tasks.composite.rgb_composite`, so the result
+    drops into the optical path (e.g. :func:`tasks.composite.best_pixel_composite`); attr
     ``channels`` says what each holds. NaN where invalid; the band axis is one dask chunk.
 
     Raises:

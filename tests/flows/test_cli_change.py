@@ -10,7 +10,7 @@ import xarray as xr
 
 from flows.cli import build_parser, main
 from tasks.cube import ClassTable, TimeStep, prepare_cube
-from tasks.load import grid_for_aoi
+from tasks.output_grid import grid_for_aoi
 from tests.flows.test_change import make_pair_catalog, pair_aoi
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ from tasks.catalog import search_items
 from tasks.chip_dataset import ChipDataset, find_chip_dataset, heldout_mask, write_chip_dataset
 from tasks.chips import ChipRequest, cut_chips, pair_scenes, plan_chips
 from tasks.flood import SarOptions
-from tasks.load import grid_for_aoi
 from tasks.local_item import add_local_item
+from tasks.output_grid import grid_for_aoi
 
 CRS = "EPSG:32632"
 ORIGIN = (400_000.0, 5_600_000.0)  # left, top of every synthetic scene (7.6 E, 50.5 N)

@@ -17,14 +17,9 @@ from rasterio.transform import from_origin
 from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks.bands import SCL_INVALID, reflectance_scaling, resolve_band
-from tasks.load import (
-    best_pixel_composite,
-    check_readable,
-    default_resolution,
-    grid_for_aoi,
-    load_bands,
-    rgb_composite,
-)
+from tasks.composite import best_pixel_composite, rgb_composite
+from tasks.load import check_readable, load_bands
+from tasks.output_grid import default_resolution, grid_for_aoi
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 STAC = DATA / "stac"

@@ -22,7 +22,7 @@ from scipy.ndimage import uniform_filter
 from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks.bands import resolve_band
-from tasks.load import grid_for_aoi
+from tasks.output_grid import grid_for_aoi
 from tasks.sar import (
     GRD_BETA_NOUGHT,
     check_sar_items,
