@@ -2,16 +2,19 @@
 
 A synthetic RGB scene is written as a COG (default 8192² px at 1 m), catalogued with
 ``terrawatch catalog add``, and segmented by the real flow (Prefect ephemeral API, Dask
-LocalCluster of 2 worker processes x 1 thread, local Zarr) with a small random-weight model of
-the real architecture. The model-only figure runs the same model (``predict``) on the same
-number of windows, split over as many single-thread processes as the cluster has workers (the
-faster of two runs, so that a slow moment of the machine cannot flatter the ratio). The
-AOI is the scene's inner lon/lat box, so the grid holds no nodata margin. The flow runs twice on
-each cluster: cold (fresh workers import torch and load the model inside the timing) and warm
-(the same run again, as on a persistent cluster). Also reports peak RSS per worker at two scene
+LocalCluster, local Zarr) with a random-weight model of the real architecture: on CPU a small
+CLIP (2 workers x 1 thread, bilinear upsampling), on a GPU ViT-B/16 with SimFeatUp (one
+2-thread worker on one GPU, advertising a ``GPU`` resource, as LocalCUDACluster and the deploy
+manifests run them). The model-only figure runs the same model (``predict``) on the same
+number of windows, split over as many processes as the cluster has workers (the faster of two
+runs, so that a slow moment of the machine cannot flatter the ratio). The AOI is the scene's
+inner lon/lat box, so the grid holds no nodata margin. The flow runs twice on each cluster:
+cold (fresh workers import torch and load the model inside the timing) and warm (the same run
+again, as on a persistent cluster). Also reports peak RSS per worker at two scene
 sizes, after the cold run (it must not grow with the scene). One summary line::
 
-    python bench/pipeline.py [--sizes 4096 8192] [--chunk 1024] [--workers 2] [--threads 1]
+    python bench/pipeline.py [--sizes 4096 8192] [--chunk 1024] [--device cpu|cuda]
+                             [--model small|vit-b-16] [--workers N] [--threads N]
 """
 
 from __future__ import annotations
@@ -63,23 +66,39 @@ def write_scene(path: Path, size: int, seed: int = 0) -> None:
         dst.build_overviews([2, 4, 8], Resampling.average)
 
 
-def small_model_files(folder: Path) -> dict[str, Path]:
-    """A small random CLIP (ViT, 2 layers, width 128, 32-d) and SimFeatUp in the real formats."""
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    # 2 layers, width 128, 32-d: keeps a CPU run to minutes
+    "small": dict(embed=32, layers=2, width=128, text_width=64, text_heads=1, text_layers=2),
+    # OpenAI's ViT-B/16 shapes (random weights): the GPU benchmark
+    "vit-b-16": dict(embed=512, layers=12, width=768, text_width=512, text_heads=8, text_layers=12),
+}
+"""CLIP sizes the benchmark can build; the weights are random, the checkpoint formats real."""
+
+
+def model_files(folder: Path, size: str = "small") -> dict[str, Path]:
+    """A random CLIP of ``size`` (:data:`MODEL_SIZES`) and SimFeatUp in the real formats."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, convert_weights_to_fp16
 
     from models.simfeatup import JBUOne, save_simfeatup_checkpoint
 
+    shape = MODEL_SIZES[size]
     torch.manual_seed(0)
     clip = CLIP(
-        32,
-        CLIPVisionCfg(layers=2, width=128, patch_size=16, image_size=224),
-        CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=2),
+        shape["embed"],
+        CLIPVisionCfg(layers=shape["layers"], width=shape["width"], patch_size=16, image_size=224),
+        CLIPTextCfg(
+            context_length=77,
+            vocab_size=49408,
+            width=shape["text_width"],
+            heads=shape["text_heads"],
+            layers=shape["text_layers"],
+        ),
         quick_gelu=True,
     )
     convert_weights_to_fp16(clip)
-    files = {"clip": folder / "small-ViT-B-16.pt", "simfeatup": folder / "small-simfeatup.ckpt"}
+    files = {"clip": folder / f"{size}-ViT-B-16.pt", "simfeatup": folder / f"{size}-simfeatup.ckpt"}
     torch.save(clip.state_dict(), files["clip"])
-    save_simfeatup_checkpoint(JBUOne(feat_dim=32), files["simfeatup"])
+    save_simfeatup_checkpoint(JBUOne(feat_dim=shape["embed"]), files["simfeatup"])
     return files
 
 
@@ -112,8 +131,10 @@ def run_landcover(
     )
 
 
-def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int, threads: int):
-    """Run the real flow cold, then warm, on one cluster.
+def run_flow(
+    scene: Path, folder: Path, files: dict, chunk: int, workers: int, threads: int, gpu: bool
+):
+    """Run the real flow cold, then warm, on one cluster (GPU workers with ``gpu``).
 
     Returns:
         (cold seconds, windows, grid pixels, peak RSS per worker in GB, seconds per written
@@ -133,7 +154,12 @@ def run_flow(scene: Path, folder: Path, files: dict, chunk: int, workers: int, t
     with (
         shared_local_api(),
         local_cluster(  # the flow's own default cluster, with these sizes
-            n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            dashboard_address=None,
+            # as dask_cuda's LocalCUDACluster does: one GPU per worker, tiles ask for it
+            resources={"GPU": 1} if gpu else None,
         ) as cluster,
     ):
         runner = DaskTaskRunner(address=cluster.scheduler_address)
@@ -207,20 +233,24 @@ def _windows_of_grid(store: Path, chunk: int) -> tuple[int, int]:
     return windows, height * width
 
 
-def model_only(files: dict, windows: int, workers: int, threads: int) -> float:
+def model_only(files: dict, windows: int, workers: int, threads: int, device: str) -> float:
     """Wall seconds for the same model on ``windows`` windows, laid out as the cluster is.
 
     ``workers`` processes x ``threads`` torch threads (as many as each Dask worker has), each
-    with its share of the windows, started
-    together after loading the model: the pipeline's compute without its reads, writes and
-    orchestration (one process with ``workers`` threads was slower and noisier: 320-393
-    win/s over three runs, against ~400 win/s for two single-thread processes).
+    with its share of the windows, started together after loading the model on ``device``
+    (``cpu`` or ``cuda``): the pipeline's compute without its reads,
+    writes and orchestration (on CPU, one process with ``workers`` threads was slower and
+    noisier: 320-393 win/s over three runs, against ~400 win/s for two single-thread
+    processes).
     """
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(workers), context.Queue()
     share = -(-windows // workers)
     processes = [
-        context.Process(target=_model_only_worker, args=(files, share, threads, barrier, results))
+        context.Process(
+            target=_model_only_worker,
+            args=(files, share, threads, device, barrier, results),
+        )
         for _ in range(workers)
     ]
     # LocalCluster leaves the nanny's MALLOC_TRIM_THRESHOLD_ in this process's environment,
@@ -239,8 +269,13 @@ def model_only(files: dict, windows: int, workers: int, threads: int) -> float:
     return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
-def _model_only_worker(files: dict, windows: int, threads: int, barrier: Any, results: Any) -> None:
-    """One model-only process: load, warm up, wait for the others, run ``windows`` windows."""
+def _model_only_worker(
+    files: dict, windows: int, threads: int, device: str, barrier: Any, results: Any
+) -> None:
+    """One model-only process: load, warm up, wait for the others, run ``windows`` windows.
+
+    Labels and confidences come back to the host, as :func:`tasks.infer.segment_array` does.
+    """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from models.segearth import SegEarthOV
 
@@ -249,67 +284,93 @@ def _model_only_worker(files: dict, windows: int, threads: int, barrier: Any, re
         weights=files["clip"],
         upsampler=files["upsampler"],
         upsampler_weights=files["simfeatup"],
-        device="cpu",
+        device=device,
         resize_long_side=None,
     )
     model.set_classes(CLASSES)
+
+    def predict(image: torch.Tensor) -> None:
+        labels, confidence = model.predict(image)
+        labels.cpu(), confidence.float().cpu()
+
     image = torch.rand(1, 3, 1248, 1248)  # one chunk plus halo: 11 x 11 = 121 windows
     per_image = 121
-    model.predict(image[:, :, :448, :448])  # warm-up
+    predict(image[:, :, :448, :448])  # warm-up
     barrier.wait()
     started = time.time()
     done = 0
     while done + per_image <= windows:
-        model.predict(image)
+        predict(image)
         done += per_image
     if done < windows:  # the remainder as a smaller image, so both sides count alike
-        model.predict(torch.rand(1, 3, 224, 224 + 112 * (windows - done - 1)))
+        predict(torch.rand(1, 3, 224, 224 + 112 * (windows - done - 1)))
     results.put((started, time.time()))
 
 
 def main() -> None:
+    gpus = torch.cuda.device_count()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--chunk", type=int, default=1024)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--device",
+        default="cuda" if gpus else "cpu",
+        choices=["cpu", "cuda"],
+        help="cuda: one 2-thread worker on the first GPU, advertising a GPU resource that the "
+        "tiles ask for (as LocalCUDACluster and the deploy manifests run them); default: cuda "
+        "when torch sees a GPU",
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODEL_SIZES),
+        help="random-weight CLIP size; default vit-b-16 on cuda, small on cpu",
+    )
+    parser.add_argument("--workers", type=int, help="default 1 on cuda (one GPU), 2 on cpu")
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="Dask threads (= torch threads) per worker; with 2, one tile's reads and writes "
-        "overlap another's model in each worker",
+        help="Dask threads per worker (torch threads too on cpu); with 2, one tile's reads and "
+        "writes overlap another's model in each worker; default 2 on cuda, 1 on cpu",
     )
     parser.add_argument(
         "--upsampler",
-        default="bilinear",
         choices=["bilinear", "simfeatup"],
-        help="bilinear keeps the CPU run to minutes (SimFeatUp's kernels cost "
-        "~0.2 s per window on one core whatever the model size)",
+        help="default simfeatup on cuda (the published setting), bilinear on cpu, which keeps "
+        "the run to minutes (SimFeatUp's kernels cost ~0.2 s per window on one core whatever "
+        "the model size)",
     )
     args = parser.parse_args()
+    cuda = args.device == "cuda"
+    if cuda and not gpus:
+        parser.error("--device cuda: torch sees no GPU here")
+    model = args.model or ("vit-b-16" if cuda else "small")
+    workers = args.workers or (1 if cuda else 2)
+    threads = args.threads or (2 if cuda else 1)
+    upsampler = args.upsampler or ("simfeatup" if cuda else "bilinear")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if cuda:  # the flow's tiles ask for the workers' GPU resource
+        os.environ["TERRAWATCH_GPU_WORKERS"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.environ["TERRAWATCH_TEXT_CACHE"] = str(folder / "text-cache")
-        files = dict(small_model_files(folder), upsampler=args.upsampler)
+        files = dict(model_files(folder, model), upsampler=upsampler)
         results = {}
         for size in args.sizes:
             scene = folder / f"scene-{size}.tif"
             write_scene(scene, size)
-            results[size] = run_flow(scene, folder, files, args.chunk, args.workers, args.threads)
+            results[size] = run_flow(scene, folder, files, args.chunk, workers, threads, cuda)
         size = max(args.sizes)
         seconds, windows, pixels, _, stages, warm_seconds = results[size]
         # the faster of two model-only runs: on this shared machine one run alone varied from
         # 347 to 437 win/s between benchmark runs, which moved the ratio as much
         model_seconds = min(
-            model_only(files, windows, args.workers, args.threads) for _ in range(2)
+            model_only(files, windows, workers, threads, args.device) for _ in range(2)
         )
     km2 = pixels / 1e6
     rss = ", ".join(f"{s}²: {results[s][3]:.2f} GB" for s in args.sizes)
     print(
-        f"pipeline {size}² px ({windows} windows, {args.workers} workers x {args.threads} "
-        "thread(s), "
-        f"{args.upsampler}): "
+        f"pipeline {size}² px ({windows} windows, {model} model on {args.device}, {workers} "
+        f"workers x {threads} thread(s), {upsampler}): "
         f"{km2 / seconds:.3f} km²/s, {pixels / seconds / 1e6:.3f} Mpx/s, "
         f"{windows / seconds:.1f} win/s end to end vs {windows / model_seconds:.1f} win/s model "
         f"only; ratio {model_seconds / seconds:.2f} (cold workers), "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pipeline import _scene_aoi, run_landcover, small_model_files, write_scene
+from bench.pipeline import _scene_aoi, model_files, run_landcover, write_scene
 
 TARGET = 1.6
 """Speed-up the issue asks of 2 workers on 2 cores."""
@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, shared_local_api():
         root = Path(tmp)
         os.environ["TERRAWATCH_TEXT_CACHE"] = str(root / "text-cache")
-        files = dict(small_model_files(root), upsampler=args.upsampler)
+        files = dict(model_files(root, "small"), upsampler=args.upsampler)
         warmup = root / f"scene-{args.chunk}.tif"
         write_scene(warmup, args.chunk)
         timed_run(warmup, root, files, args.chunk, 2)
