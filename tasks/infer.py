@@ -226,7 +226,7 @@ def segment_tiles(
     Must run on a Dask worker (submit it through the flow's DaskTaskRunner).
 
     One Prefect task for all tiles rather than one per tile (see :mod:`tasks.tile_runner`):
-    progress is still logged per tile (count, tiles/s, Mpx/s), resume stays per tile (the
+    progress is still logged as tiles finish (count, tiles/s, Mpx/s), resume stays per tile (the
     cube's completion record), and a tile that fails fails the task.
 
     Args:

@@ -1,11 +1,12 @@
-"""Run tile jobs as plain Dask tasks from inside one Prefect task, with progress per tile.
+"""Run tile jobs as plain Dask tasks from inside one Prefect task, with progress as they finish.
 
 Shared by the land-cover, change and flood tile tasks (:func:`tasks.infer.segment_tiles`,
 :func:`tasks.change.change_tiles`, :func:`tasks.flood.flood_tiles`). One Prefect task for all
 tiles rather than one per tile: a Prefect task run costs several API round trips, about a
 second per tile on a 2-core machine, which would double the run time of a small model.
-Progress is still logged per tile (count, tiles/s, Mpx/s) and kept in a progress artifact,
-resume stays per tile (the cube's ``tile_done`` record), and a tile that fails fails the task.
+Progress is still logged as tiles finish (count, tiles/s, Mpx/s; at most every
+:data:`PROGRESS_SECONDS`) and kept in a progress artifact, resume stays per tile (the cube's
+``tile_done`` record), and a tile that fails fails the task.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def run_tiles(
     label: str = "tile",
     description: str = "tiles",
 ) -> dict[str, dict[str, float]]:
-    """Map ``tile_fn(job, spec=spec)`` over ``jobs`` on the flow's cluster; log as they finish.
+    """Map ``tile_fn(job, spec=spec)`` over ``jobs`` on the flow's cluster; report progress.
 
     Must run inside a Prefect task on a Dask worker (submitted through the flow's
     DaskTaskRunner): it takes a client from the worker (:func:`distributed.worker_client`,
