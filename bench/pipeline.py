@@ -108,7 +108,7 @@ CLASSES = ["water", "field", "tree", "road"]
 def run_landcover(
     runner: Any, aoi: list[float], catalog: Path, store: Path, chunk: int, files: dict
 ) -> dict:
-    """The benchmarks' land-cover run: the real flow on ``runner`` with the small model."""
+    """The benchmarks' land-cover run: the real flow on ``runner`` with the model in ``files``."""
     from flows.landcover import ModelOptions, landcover
 
     return landcover.with_options(task_runner=runner)(
