@@ -1,7 +1,7 @@
 """Load a tile model on a worker ahead of its first tile (submitted by ``flows._runner``).
 
-Deliberately light on imports: the function is unpickled on the worker's event loop, so torch
-and the model code are imported here only when it runs, on a worker thread.
+Light on imports itself: what the model needs comes in with the spec's class, which Dask
+imports when it unpickles the task's arguments, as it does for the first tile on a fresh worker.
 """
 
 from __future__ import annotations
