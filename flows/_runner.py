@@ -144,6 +144,22 @@ def warm_workers(loader: str, spec: Any, gpu: bool = False) -> int:
     return len(chosen)
 
 
+def run_tile_task(tile_task: Any, jobs: list, spec: Any, loader: str, loaded: Any = None) -> Any:
+    """Warm the workers (:func:`warm_workers`), submit the flow's tile task, wait for it.
+
+    Args:
+        tile_task: The Prefect task mapping the tiles (``segment_tiles_task``, ...).
+        jobs: Its tile jobs; none left (a finished step) warms nothing.
+        spec: Its model spec.
+        loader: What loads the tile model on a worker, for :func:`warm_workers`.
+        loaded: The argument of ``loader`` when it is not ``spec`` itself.
+    """
+    gpu = gpu_workers_expected()
+    if jobs:
+        warm_workers(loader, spec if loaded is None else loaded, gpu)
+    return tile_task.submit(jobs, spec, gpu=gpu).result()
+
+
 def gpu_workers_expected() -> bool:
     """Whether tile tasks should ask Dask for a ``GPU`` resource.
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows._runner import dask_task_runner, gpu_workers_expected, warm_workers
+from flows._runner import dask_task_runner, run_tile_task
 from flows.landcover import ModelOptions
 from models.change import ChangeSettings
 from tasks._errors import InputError
@@ -135,10 +135,7 @@ def change(
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("change store %s, pair %d: %d tiles to write", store, cube.time_index, len(jobs))
-    gpu = gpu_workers_expected()
-    if jobs:
-        warm_workers("tasks.change:worker_detector", spec, gpu)
-    tiles = change_tiles_task.submit(jobs, spec, gpu=gpu).result()
+    tiles = run_tile_task(change_tiles_task, jobs, spec, "tasks.change:worker_detector")
     published = publish_change_task(
         store, cube.time_index, grid, plan.items_t1, plan.items_t2, loader
     )

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows._runner import dask_task_runner, gpu_workers_expected, warm_workers
+from flows._runner import dask_task_runner, run_tile_task
 from flows.landcover import ModelOptions
 from tasks.flood import FloodSpec, FloodTileJob, flood_tiles_task, plan_flood_task
 from tasks.flood_search import (
@@ -150,10 +150,7 @@ def flood(
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, windows.event, len(jobs))
-    gpu = gpu_workers_expected()
-    if jobs:
-        warm_workers("tasks.infer:worker_model", spec.sar, gpu)
-    tiles = flood_tiles_task.submit(jobs, spec, gpu=gpu).result()
+    tiles = run_tile_task(flood_tiles_task, jobs, spec, "tasks.infer:worker_model", spec.sar)
     published = publish_flood_task(
         store, cube.time_index, grid, plan.pre.sar, plan.post.sar, plan.sar, loader
     )

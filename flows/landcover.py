@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows._runner import dask_task_runner, gpu_workers_expected, warm_workers
+from flows._runner import dask_task_runner, run_tile_task
 from tasks.catalog import search_items_task
 from tasks.infer import ModelSpec, TileJob, segment_tiles_task
 from tasks.plan import plan_landcover_task, resolve_period
@@ -110,10 +110,7 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    gpu = gpu_workers_expected()
-    if jobs:
-        warm_workers("tasks.infer:worker_model", spec, gpu)
-    tiles = segment_tiles_task.submit(jobs, spec, gpu=gpu).result()
+    tiles = run_tile_task(segment_tiles_task, jobs, spec, "tasks.infer:worker_model")
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,

@@ -20,12 +20,9 @@ def warm_worker(loader: str, spec: Any) -> float | None:
     Returns the seconds it took, or None when it failed: the warm-up only saves time, and the
     first tile that needs the model raises the same error where the flow reports it.
     """
-    from tasks._worker_process import tune_worker_process
-
     started = time.perf_counter()
     module, _, name = loader.partition(":")
-    try:
-        tune_worker_process()
+    try:  # the loaders tune the worker process (threads, heap, GDAL) before they load
         getattr(importlib.import_module(module), name)(spec)
     except Exception:  # reported by the first tile, see above
         logger.warning("warming %s failed; the first tile will say why", loader, exc_info=True)
