@@ -22,9 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from models.segearth import SegEarthOV
 from tasks._grid import GridSpec
 from tasks._worker_process import MODEL_TURN, dask_worker, tune_worker_process
-from tasks.composite import best_pixel_composite, rgb_composite
+from tasks.composite import rgb_array
 from tasks.cube import NODATA, is_tile_done, write_tile
-from tasks.load import load_bands
+from tasks.load import read_window
 from tasks.tile_runner import TileResult, run_tiles
 
 logger = logging.getLogger(__name__)
@@ -195,14 +195,16 @@ def core_within(core: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[
 def read_composite(
     items: tuple[dict, ...], grid: GridSpec, window: tuple[slice, slice], loader: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RGB ``[3, h, w]`` in 0..1 and validity ``[h, w]`` of a grid window (best pixel first)."""
+    """RGB ``[3, h, w]`` in 0..1 (NaN where invalid) and validity ``[h, w]`` of a grid window.
+
+    Per pixel the first item valid in all three bands wins, in ``items`` order (best first).
+    Eager numpy (:func:`tasks.load.read_window`): a tile is read by one task, and a dask graph
+    per tile cost more than the reads (0.23 s with 512² chunks, 0.15 s with one chunk, 0.07 s
+    eager for a 1248² RGB window; 0.03 s without the xarray wrappers).
+    """
     subgrid = GridSpec.from_geobox(grid.geobox[window])
-    # Eager: a tile is read by one task, and a dask graph per tile cost more than the reads
-    # (0.23 s with 512² chunks, 0.15 s with one chunk, 0.07 s eager for a 1248² RGB window).
-    dataset = load_bands(list(items), subgrid, RGB_BANDS, loader=loader, chunks=None)
-    composite = best_pixel_composite(rgb_composite(dataset))
-    rgb, valid = composite["rgb"].values, composite["valid"].values
-    return rgb.astype(np.float32, copy=False), valid.astype(bool, copy=False)
+    read = read_window(items, subgrid, RGB_BANDS, loader=loader)
+    return rgb_array(read.bands, read.display_range), read.valid
 
 
 def segment_array(

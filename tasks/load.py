@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import dask
 import dask.array as da
@@ -346,7 +346,8 @@ def load_bands(
     plans = [_plan(item, bands) for item in items]
     display_range = _radiometry(plans)
     read = _read_odc if loader == "odc" else _read_stackstac
-    layers = [_to_reflectance(read(plan, grid, chunks, patch_url), plan) for plan in plans]
+    reflectance = _to_reflectance if chunks is not None else _to_reflectance_eager
+    layers = [reflectance(read(plan, grid, chunks, patch_url), plan) for plan in plans]
     groups = group_items(items, groupby)
     fused = [fuse_first_valid([layers[i] for i in members]) for _, members in groups]
     log.debug(
@@ -379,6 +380,83 @@ def _to_reflectance(raw: dict[str, Array], plan: _Plan) -> tuple[dict[str, Array
         scl = raw["__scl__"] if "__scl__" in raw else raw["scl"]
         valid = valid & np.isfinite(scl) & ~np.isin(scl, sorted(SCL_INVALID))
     return {band: np.where(valid, arr, np.float32(np.nan)) for band, arr in out.items()}, valid
+
+
+def _to_reflectance_eager(
+    raw: dict[str, np.ndarray], plan: _Plan
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`_to_reflectance` for numpy reads, the same values in fewer passes over the tile.
+
+    Scaling makes each band's own buffer (raw bands may share one: a band read for two
+    names), then the nodata and the final masks go in place, the last only where a pixel is
+    invalid. An eager tile read spent 9 of its 55 ms in the lazy path's ``np.where`` copies.
+    """
+    out: dict[str, np.ndarray] = {}
+    valid: np.ndarray | None = None
+    for band, ref in plan.refs.items():
+        nodata = default_nodata(plan.item, ref.asset, ref.index)
+        missing = raw[band] == np.float32(nodata) if nodata is not None else None
+        if band in plan.scaling:
+            scale, offset = plan.scaling[band]
+            arr = raw[band] * np.float32(scale)
+            if offset:
+                arr += np.float32(offset)
+        else:
+            arr = raw[band].copy()
+        if missing is not None:
+            np.copyto(arr, np.float32(np.nan), where=missing)
+        out[band] = arr
+        valid = np.isfinite(arr) if valid is None else valid & np.isfinite(arr)
+    assert valid is not None  # _plan resolves at least one band
+    if plan.scl is not None:
+        scl = raw["__scl__"] if "__scl__" in raw else raw["scl"]
+        valid &= np.isfinite(scl) & ~np.isin(scl, sorted(SCL_INVALID))
+    if not valid.all():
+        invalid = ~valid
+        for arr in out.values():
+            np.copyto(arr, np.float32(np.nan), where=invalid)
+    return out, valid
+
+
+class WindowRead(NamedTuple):
+    """One window's bands fused over its items: what a tile task reads."""
+
+    bands: dict[str, np.ndarray]
+    """Each band ``[y, x]`` float32, NaN where no item is valid."""
+    valid: np.ndarray
+    """``[y, x]`` bool: some item is valid in all bands."""
+    display_range: tuple[float, float]
+    """The stretch for display and the model (see :func:`tasks.composite.rgb_composite`)."""
+
+
+def read_window(
+    items: Sequence[dict],
+    grid: GridSpec,
+    bands: Sequence[str] = RGB,
+    *,
+    loader: Literal["odc", "stackstac"] = "odc",
+    patch_url: _Patch = None,
+) -> WindowRead:
+    """Read ``bands`` on a small ``grid`` eagerly; per pixel the first item valid in all of them.
+
+    The tile tasks' read: ``items`` are one period's candidates in priority order (least cloudy
+    first, :func:`tasks.plan.best_first`), and the first valid item wins whatever its date,
+    where :func:`load_bands` keeps one time step per solar day, in time order. No dask and no
+    xarray: for a 1248² RGB tile the Dataset and composite wrappers cost more than the read
+    (30 of 55 ms). Masking and scaling are those of :func:`load_bands`.
+
+    Raises:
+        InputError: empty items, bad options, an item lacking a band, mixed radiometry.
+    """
+    check_items(list(items))
+    check_load_options(bands, loader, None, "id")
+    plans = [_plan(item, bands) for item in items]
+    display_range = _radiometry(plans)
+    read = _read_odc if loader == "odc" else _read_stackstac
+    layers = [_to_reflectance_eager(read(plan, grid, None, patch_url), plan) for plan in plans]
+    fused = fuse_first_valid(layers)
+    valid = np.logical_or.reduce([layer_valid for _, layer_valid in layers])
+    return WindowRead({band: fused[band][0] for band in bands}, valid[0], display_range)
 
 
 def fuse_first_valid(layers: list[tuple[dict[str, Array], Array]]) -> dict[str, Array]:

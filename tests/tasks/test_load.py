@@ -17,8 +17,8 @@ from rasterio.transform import from_origin
 from tasks._errors import InputError
 from tasks._grid import GridSpec
 from tasks.bands import SCL_INVALID, reflectance_scaling, resolve_band
-from tasks.composite import best_pixel_composite, rgb_composite
-from tasks.load import check_readable, load_bands
+from tasks.composite import best_pixel_composite, rgb_array, rgb_composite
+from tasks.load import check_readable, load_bands, read_window
 from tasks.output_grid import default_resolution, grid_for_aoi
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -331,6 +331,58 @@ def test_best_pixel_takes_first_valid_step_in_time_order() -> None:
     np.testing.assert_array_equal(best.source_index.values, [[1, 0], [-1, -1]])
     np.testing.assert_allclose(best.rgb.values[0], [[0.5, 0.1], [nan, nan]])
     assert best.rgb.dims == ("band", "y", "x")
+
+
+# --- one tile's eager read ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader", ["odc", "stackstac"])
+def test_tile_read_equals_the_composite_of_the_cube(loader: str) -> None:
+    # the tiles' numpy path gives what the xarray composite of the cube gives, NaN included
+    bands = ("red", "green", "blue")
+
+    read = read_window([_s2_item()], CLOUDY, bands, loader=loader)
+    rgb = rgb_array(read.bands, read.display_range)
+
+    cube = load_bands([_s2_item()], CLOUDY, bands, loader=loader, chunks=None)
+    expected = best_pixel_composite(rgb_composite(cube))
+    assert rgb.dtype == np.float32 and rgb.shape == (3, *CLOUDY.shape)
+    assert read.valid.dtype == bool and 0 < read.valid.sum() < read.valid.size  # SCL masked
+    np.testing.assert_array_equal(read.valid, expected.valid.values)
+    np.testing.assert_array_equal(rgb, expected.rgb.values)
+
+
+def test_tile_read_takes_items_in_priority_order_not_time_order() -> None:
+    # the plan lists the least cloudy item first; it wins even when it is the later date
+    cloudy_item = _s2_item()
+    later_clear = copy.deepcopy(cloudy_item)
+    later_clear["id"] = "later-clear"
+    later_clear["properties"]["datetime"] = "2020-02-24T11:34:25Z"
+    later_clear["assets"]["red"]["raster:bands"][0]["scale"] = 0.0002
+    del later_clear["assets"]["scl"]
+
+    clear_first = read_window([later_clear, cloudy_item], CLOUDY, ("red",))
+    cloudy_first = read_window([cloudy_item, later_clear], CLOUDY, ("red",))
+
+    dn = _raw("B04.tif", CLOUDY).astype(np.float32)
+    cloudy = np.isin(_raw("SCL.tif", CLOUDY, factor=2), sorted(SCL_INVALID))
+    np.testing.assert_allclose(clear_first.bands["red"], dn * 2e-4, rtol=1e-6)
+    np.testing.assert_allclose(
+        cloudy_first.bands["red"], np.where(cloudy, dn * 2e-4, dn * 1e-4), rtol=1e-6
+    )
+    assert clear_first.valid.all() and cloudy_first.valid.all()
+
+
+def test_rgb_array_stretches_clips_and_keeps_nan() -> None:
+    red = np.array([[0.15, 0.6], [np.nan, -0.1]], np.float32)
+    bands = {"red": red, "green": red * 0, "blue": red * 0}
+
+    rgb = rgb_array(bands, (0.0, 0.3))
+
+    np.testing.assert_allclose(rgb[0], [[0.5, 1.0], [np.nan, 0.0]])
+    assert rgb.dtype == np.float32
+    with pytest.raises(InputError, match="bands lacks"):
+        rgb_array({"red": red}, (0.0, 0.3))
 
 
 # --- grids and resolutions -------------------------------------------------------------------
