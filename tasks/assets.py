@@ -1,9 +1,12 @@
-"""Asset access: a STAC asset's href as rasterio opens it, and a cheap readability check."""
+"""Asset access: a STAC asset's href as rasterio opens it (SAS tokens kept fresh), and a cheap
+readability check."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import rasterio
 import rasterio.errors
@@ -14,6 +17,12 @@ from tasks.bands import item_label
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 """A scheme prefix (``https://``, ``s3://``, ...); any other href must be an absolute path."""
+
+SAS_RENEW_MARGIN = timedelta(minutes=10)
+"""Renew a SAS token that expires within this time: a read that starts just before expiry
+may still be fetching blocks after it, and a retried tile comes later still."""
+
+_AZURE_BLOB_HOST = ".blob.core.windows.net"
 
 
 def asset_href(item: dict, key: str) -> str:
@@ -26,7 +35,55 @@ def asset_href(item: dict, key: str) -> str:
             f"asset {key!r} of {item_label(item)} has href {href!r}; hrefs must be absolute "
             "paths or URLs (resolve relative hrefs against the item file first)"
         )
-    return href
+    return fresh_href(href)
+
+
+def fresh_href(href: str, now: datetime | None = None) -> str:
+    """``href``, re-signed when its Azure SAS token has expired or expires soon.
+
+    Planetary Computer items are signed when they are searched (``planetary_computer.
+    sign_inplace`` as pystac-client's modifier) with a token that expires (its ``se``
+    parameter, about an hour later). A regional run reads its tiles long after the search,
+    and every read after the expiry would fail with HTTP 403. So every read resolves its href
+    here: a token that expires within :data:`SAS_RENEW_MARGIN` is replaced by a new one from
+    ``planetary_computer.sign``, which caches one token per storage container and renews it
+    itself. Anything else (no token, a token valid for longer, other hosts, local paths) is
+    returned as it is, without a network call.
+
+    Raises:
+        ValueError: the token service could not be reached (names the href and the fix).
+    """
+    parts = urlsplit(href)
+    if not parts.netloc.endswith(_AZURE_BLOB_HOST):
+        return href
+    expiry = _sas_expiry(parts.query)
+    current = now or datetime.now(UTC)
+    if expiry is None or expiry - current > SAS_RENEW_MARGIN:
+        return href
+    import planetary_computer
+    import requests
+
+    bare = urlunsplit(parts._replace(query=""))  # the query of a signed href is its token
+    try:
+        return planetary_computer.sign(bare)
+    except requests.RequestException as err:
+        raise ValueError(
+            f"the SAS token of {bare!r} expired at {expiry.isoformat()} and could not be "
+            f"renewed from the Planetary Computer token service: {err}. Check the network, "
+            "then rerun the flow: written tiles are kept."
+        ) from err
+
+
+def _sas_expiry(query: str) -> datetime | None:
+    """The ``se`` (signed expiry) time of a SAS query string; None if it has no readable one."""
+    fields = parse_qs(query)
+    if "sig" not in fields or "se" not in fields:
+        return None
+    try:
+        expiry = datetime.fromisoformat(fields["se"][0])
+    except ValueError:
+        return None
+    return expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
 
 
 def last_block(src: rasterio.DatasetReader, index: int) -> Window:
