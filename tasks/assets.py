@@ -43,12 +43,13 @@ def fresh_href(href: str, now: datetime | None = None) -> str:
 
     Planetary Computer items are signed when they are searched (``planetary_computer.
     sign_inplace`` as pystac-client's modifier) with a token that expires (its ``se``
-    parameter, about an hour later). A regional run reads its tiles long after the search,
+    parameter; 45 minutes to an hour later). A regional run reads its tiles long after the search,
     and every read after the expiry would fail with HTTP 403. So every read resolves its href
-    here: a token that expires within :data:`SAS_RENEW_MARGIN` is replaced by a new one from
-    ``planetary_computer.sign``, which caches one token per storage container and renews it
-    itself. Anything else (no token, a token valid for longer, other hosts, local paths) is
-    returned as it is, without a network call.
+    here: a token that expires within :data:`SAS_RENEW_MARGIN` is replaced by the one
+    ``planetary_computer.sign`` gives for the bare URL (it caches one token per storage
+    container and fetches a new one when less than a minute is left; it leaves an href that
+    already has a token alone, hence the bare URL). Anything else (no token, a token valid
+    for longer, other hosts, local paths) is returned as it is, without a network call.
 
     Raises:
         ValueError: the token service could not be reached (names the href and the fix).
