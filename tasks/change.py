@@ -25,7 +25,7 @@ from models.segearth import SegEarthOV
 from models.text import parse_class_names
 from tasks._errors import InputError
 from tasks._grid import GridSpec
-from tasks._worker_process import MODEL_TURN
+from tasks._worker_process import MODEL_TURN, freeze_loaded_objects
 from tasks.change_cube import write_change_tile
 from tasks.cube import NODATA, is_tile_done
 from tasks.infer import ModelSpec, core_within, read_composite, tile_windows, worker_model
@@ -121,6 +121,7 @@ def worker_detector(spec: ChangeSpec) -> ChangeDetector:
                 spec.comparator,
                 time.perf_counter() - started,
             )
+            freeze_loaded_objects()
         return _DETECTORS[spec]
 
 

@@ -21,7 +21,12 @@ from prefect.cache_policies import NO_CACHE
 
 from models.segearth import SegEarthOV
 from tasks._grid import GridSpec
-from tasks._worker_process import MODEL_TURN, dask_worker, tune_worker_process
+from tasks._worker_process import (
+    MODEL_TURN,
+    dask_worker,
+    freeze_loaded_objects,
+    tune_worker_process,
+)
 from tasks.composite import rgb_array
 from tasks.cube import NODATA, is_tile_done, write_tile
 from tasks.load import read_window
@@ -108,6 +113,7 @@ def worker_model(spec: ModelSpec) -> SegEarthOV:
             started = time.perf_counter()
             _MODELS[spec] = spec.load(_worker_device())
             logger.info("loaded %s in %.1f s", spec.backbone, time.perf_counter() - started)
+            freeze_loaded_objects()
         return _MODELS[spec]
 
 

@@ -1,14 +1,21 @@
-"""Worker tuning: torch threads match the worker's threads; GDAL's cache is capped."""
+"""Worker tuning: torch threads match the worker's threads; GDAL's cache is capped; what a
+worker has loaded is frozen out of the garbage collector's full walks."""
 
 from __future__ import annotations
 
+import gc
 import platform
 
 import pytest
 import torch
 from distributed import Client, LocalCluster
 
-from tasks._worker_process import GDAL_CACHE_MB, raise_mmap_threshold, tune_worker_process
+from tasks._worker_process import (
+    GDAL_CACHE_MB,
+    freeze_loaded_objects,
+    raise_mmap_threshold,
+    tune_worker_process,
+)
 
 
 def _tuned_settings() -> tuple[int, str | None]:
@@ -19,9 +26,20 @@ def _tuned_settings() -> tuple[int, str | None]:
 
 
 def test_outside_a_worker_nothing_changes():
-    threads = torch.get_num_threads()
+    threads, frozen = torch.get_num_threads(), gc.get_freeze_count()
     tune_worker_process()
+    assert freeze_loaded_objects() is False
     assert torch.get_num_threads() == threads
+    assert gc.get_freeze_count() == frozen
+
+
+def _freeze_after_loading() -> tuple[bool, int, int]:
+    """On a worker: freeze, then (done, objects tracked before, objects frozen)."""
+    import gc
+
+    tracked = len(gc.get_objects())
+    done = freeze_loaded_objects()
+    return done, tracked, gc.get_freeze_count()
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -29,7 +47,7 @@ def test_mmap_threshold_is_settable_on_glibc():
     assert raise_mmap_threshold(32 * 1024 * 1024) is True
 
 
-def test_a_one_thread_worker_runs_torch_on_one_thread_with_a_capped_gdal_cache():
+def test_a_worker_gets_one_torch_thread_a_capped_gdal_cache_and_frozen_loaded_objects():
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
@@ -37,8 +55,12 @@ def test_a_one_thread_worker_runs_torch_on_one_thread_with_a_capped_gdal_cache()
         Client(cluster) as client,
     ):
         threads, cache = client.submit(_tuned_settings, pure=False).result()
+        done, tracked, frozen = client.submit(_freeze_after_loading, pure=False).result()
     assert threads == 1
     assert int(cache) == GDAL_CACHE_MB
+    # what was loaded is out of the full collections' walks (a worker's 0.3 s pauses)
+    assert done is True
+    assert frozen >= 0.5 * tracked > 10_000
 
 
 def _rss_mb() -> float:
