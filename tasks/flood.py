@@ -359,12 +359,12 @@ def read_sar_composite(
         loader=loader,  # type: ignore[arg-type]
         speckle=options.speckle,  # type: ignore[arg-type]
         window=options.speckle_window,
-        chunks=max(subgrid.shape),
+        chunks=None,  # eager: no dask graph for one tile, no threads beside the worker's own
     )
     rgb = sar_composite(ds, options.composite)
     if latest_first:
         rgb = rgb.isel(time=slice(None, None, -1))
-    composite = best_pixel_composite(rgb).compute(scheduler="threads")
+    composite = best_pixel_composite(rgb)
     return composite["rgb"].values.astype(np.float32), composite["valid"].values.astype(bool)
 
 

@@ -26,7 +26,7 @@ from tasks._grid import GridSpec
 from tasks.assets import URL, asset_href, last_block
 from tasks.bands import item_label, resolve_band
 from tasks.item_groups import group_items, group_time
-from tasks.load import check_items, check_load_options, fuse_first_valid, load_bands
+from tasks.load import Array, check_items, check_load_options, fuse_first_valid, load_bands
 from tasks.speckle import DEFAULT_ENL, check_speckle, speckle_filter
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,13 @@ def _check_sar_asset(item: dict, href: str, index: int, radar: bool) -> None:
 
 
 def _read_rtc(
-    item: dict, grid: GridSpec, pols: tuple[str, ...], loader: str, chunks: int, patch: _Patch
-) -> dict[str, da.Array]:
+    item: dict,
+    grid: GridSpec,
+    pols: tuple[str, ...],
+    loader: str,
+    chunks: int | None,
+    patch: _Patch,
+) -> dict[str, Array]:
     ds = load_bands([item], grid, pols, loader=loader, chunks=chunks, groupby="id", patch_url=patch)
     return {pol: ds[pol].data for pol in pols}
 
@@ -326,13 +331,16 @@ def warp_with_gcps(
 
 
 def _read_grd(
-    item: dict, grid: GridSpec, pols: tuple[str, ...], chunks: int, patch: _Patch
-) -> dict[str, da.Array]:
+    item: dict, grid: GridSpec, pols: tuple[str, ...], chunks: int | None, patch: _Patch
+) -> dict[str, Array]:
     out = {}
     for pol in pols:
         ref = resolve_band(item, pol)
         href = asset_href(item, ref.asset)
-        dn = warp_with_gcps(patch(href) if patch else href, grid, index=ref.index, chunks=chunks)
+        href = patch(href) if patch else href
+        dn = warp_with_gcps(href, grid, index=ref.index, chunks=chunks or max(grid.shape))
+        if chunks is None:  # eager: one block, warped here
+            dn = dn.compute(scheduler="synchronous")
         out[pol] = (dn / np.float32(GRD_BETA_NOUGHT)) ** 2  # DN^2 / A_beta^2 = beta0 (approx.)
     return out
 
@@ -346,17 +354,21 @@ def _item_enl(item: dict) -> float:
 
 
 def _prepare(
-    linear: dict[str, da.Array], item: dict, speckle: str | None, window: int
-) -> tuple[dict[str, da.Array], da.Array]:
-    """Non-positive power is no data; speckle-filter in linear power; one mask for all pols."""
+    linear: dict[str, Array], item: dict, speckle: str | None, window: int
+) -> tuple[dict[str, Array], Array]:
+    """Non-positive power is no data; speckle-filter in linear power; one mask for all pols.
+
+    numpy functions on purpose: they dispatch to dask for lazy cubes (NEP 18) and run directly
+    on numpy for eager ones.
+    """
     out = {}
     for pol, arr in linear.items():
-        arr = da.where(arr > 0, arr, np.float32(np.nan)).astype(np.float32)
+        arr = np.where(arr > 0, arr, np.float32(np.nan)).astype(np.float32)
         out[pol] = speckle_filter(arr, speckle, window, _item_enl(item)) if speckle else arr
     valid = None
     for arr in out.values():
-        valid = da.isfinite(arr) if valid is None else valid & da.isfinite(arr)
-    return {pol: da.where(valid, arr, np.float32(np.nan)) for pol, arr in out.items()}, valid
+        valid = np.isfinite(arr) if valid is None else valid & np.isfinite(arr)
+    return {pol: np.where(valid, arr, np.float32(np.nan)) for pol, arr in out.items()}, valid
 
 
 def to_db(linear: da.Array | np.ndarray) -> da.Array | np.ndarray:
@@ -385,12 +397,16 @@ def load_sar(
     loader: Literal["odc", "stackstac"] = "odc",
     speckle: Literal["lee", "refined_lee"] | None = None,
     window: int = 7,
-    chunks: int = 1024,
+    chunks: int | None = 1024,
     groupby: str = "solar_day",
     patch_url: _Patch = None,
     grd: Literal["warp", "refuse"] = "warp",
 ) -> xr.Dataset:
     """Lazy Sentinel-1 backscatter cube on exactly ``grid``: dB, clipped, scaled to 0..1.
+
+    ``chunks=None`` reads eagerly into numpy instead, for a task that reads one tile: with one
+    dask chunk per 1248² RTC tile the graph cost about as much as the reads (0.11-0.15 s lazy
+    against 0.07-0.08 s eager unfiltered, 0.17-0.22 s against 0.13 s with Lee).
 
     RTC items (map-projected linear gamma0, e.g. Planetary Computer ``sentinel-1-rtc``) are read
     with :func:`tasks.load.load_bands` (``loader``, ``patch_url``, raster:bands nodata -32768).
@@ -448,7 +464,7 @@ def _var_attrs(name: str, what: str, db_range: tuple[float, float]) -> dict:
 
 
 def _sar_dataset(
-    fused: list[dict[str, da.Array]],
+    fused: list[dict[str, Array]],
     groups: list[tuple[str, list[int]]],
     items: list[dict],
     grid: GridSpec,
@@ -458,7 +474,7 @@ def _sar_dataset(
 ) -> xr.Dataset:
     dims = ("time", "y", "x")
     what = "beta0 ~ DN^2/237^2 (uncalibrated GRD)" if summary.radar_geometry else "gamma0 (RTC)"
-    db = {pol: to_db(da.concatenate([layer[pol] for layer in fused], axis=0)) for pol in pols}
+    db = {pol: to_db(np.concatenate([layer[pol] for layer in fused], axis=0)) for pol in pols}
     data = {
         pol: xr.DataArray(scale_db(db[pol], DB_RANGES[pol]), dims=dims).assign_attrs(
             _var_attrs(pol.upper(), what, DB_RANGES[pol])
@@ -473,7 +489,7 @@ def _sar_dataset(
         data[f"{co}_{cross}_ratio"] = xr.DataArray(ratio, dims=dims).assign_attrs(
             _var_attrs(name, "power ratio", RATIO_DB_RANGE)
         )
-    valid = da.isfinite(db[pols[0]])
+    valid = np.isfinite(db[pols[0]])
     data["valid"] = xr.DataArray(valid, dims=dims, attrs={"long_name": "all polarisations valid"})
     times = np.array([group_time(items, members) for _, members in groups])
     coords = xr_coords(grid.geobox, crs_coord_name="spatial_ref")

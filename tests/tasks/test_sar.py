@@ -192,6 +192,21 @@ def test_load_sar_is_lazy_on_exactly_the_grid(rtc_items: list[dict]) -> None:
     assert ds.attrs["orbit_state"] == "descending"
 
 
+@pytest.mark.parametrize("speckle", [None, "lee"])
+def test_eager_load_gives_the_lazy_cube_in_numpy(
+    rtc_items: list[dict], speckle: str | None
+) -> None:
+    # the flood tiles read eagerly; two items with a hole, filtered across chunk borders
+    lazy = load_sar(rtc_items[:2], OVERLAP_GRID, speckle=speckle, window=5, chunks=7).compute()
+    eager = load_sar(rtc_items[:2], OVERLAP_GRID, speckle=speckle, window=5, chunks=None)
+
+    assert all(isinstance(eager[name].data, np.ndarray) for name in eager.data_vars)
+    assert eager.attrs == lazy.attrs
+    for name in lazy.data_vars:
+        np.testing.assert_allclose(eager[name].values, lazy[name].values, rtol=1e-5)
+        np.testing.assert_array_equal(np.isnan(eager[name].values), np.isnan(lazy[name].values))
+
+
 def test_items_of_one_solar_day_fuse_first_valid_wins(rtc_items: list[dict]) -> None:
     ds = load_sar(rtc_items[:2], OVERLAP_GRID).compute()
 
@@ -386,11 +401,14 @@ def test_grd_dn_becomes_approximate_beta0(tmp_path: Path) -> None:
     item["assets"]["vh"]["href"] = str(_grd_file(tmp_path / "vh.tif", [np.full(shape, 75)]))
     grid = _grid_around(77.0, 10.2, "EPSG:32643", half=2000.0, res=1000.0)
 
-    ds = load_sar([item], grid).compute()
+    lazy = load_sar([item], grid).compute()
+    eager = load_sar([item], grid, chunks=None)  # a flood tile's read
 
     db_vh = 20 * np.log10(75 / GRD_BETA_NOUGHT)  # beta0 = (DN / 237)^2
-    np.testing.assert_allclose(ds["vv"].values, 1.0, atol=1e-6)  # 0 dB
-    np.testing.assert_allclose(ds["vh"].values, (db_vh + 32) / 27, atol=1e-6)
+    for ds in (lazy, eager):
+        np.testing.assert_allclose(ds["vv"].values, 1.0, atol=1e-6)  # 0 dB
+        np.testing.assert_allclose(ds["vh"].values, (db_vh + 32) / 27, atol=1e-6)
+    assert isinstance(eager["vv"].data, np.ndarray)
 
 
 def test_grd_can_be_refused_by_name() -> None:
