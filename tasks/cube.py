@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor on opened cubes)
 import xarray as xr
 import zarr
 
