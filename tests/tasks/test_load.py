@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -79,6 +78,16 @@ def _local_item(path: Path = KOELN) -> dict:
         },
         "links": [],
     }
+
+
+def _clear_copy(item_id: str, when: str) -> dict:
+    """The S2 item as another, cloud-free acquisition: no SCL, red scaled 2e-4 to tell apart."""
+    item = _s2_item()
+    item["id"] = item_id
+    item["properties"]["datetime"] = when
+    item["assets"]["red"]["raster:bands"][0]["scale"] = 0.0002
+    del item["assets"]["scl"]
+    return item
 
 
 def _raw(name: str, grid: GridSpec, factor: int = 1) -> np.ndarray:
@@ -177,11 +186,7 @@ def test_nodata_becomes_nan(tmp_path: Path, loader: str) -> None:
 @pytest.mark.parametrize("loader", ["odc", "stackstac"])
 def test_same_solar_day_items_fuse_first_valid_after_own_scaling(loader: str) -> None:
     cloudy_item = _s2_item()
-    clear_item = copy.deepcopy(cloudy_item)
-    clear_item["id"] = "clear-copy"
-    clear_item["properties"]["datetime"] = "2020-02-19T11:35:00Z"
-    clear_item["assets"]["red"]["raster:bands"][0]["scale"] = 0.0002
-    del clear_item["assets"]["scl"]
+    clear_item = _clear_copy("clear-copy", "2020-02-19T11:35:00Z")
 
     first = load_bands([cloudy_item, clear_item], CLOUDY, ("red",), loader=loader).compute()
     second = load_bands([clear_item, cloudy_item], CLOUDY, ("red",), loader=loader).compute()
@@ -355,11 +360,7 @@ def test_tile_read_equals_the_composite_of_the_cube(loader: str) -> None:
 def test_tile_read_takes_items_in_priority_order_not_time_order() -> None:
     # the plan lists the least cloudy item first; it wins even when it is the later date
     cloudy_item = _s2_item()
-    later_clear = copy.deepcopy(cloudy_item)
-    later_clear["id"] = "later-clear"
-    later_clear["properties"]["datetime"] = "2020-02-24T11:34:25Z"
-    later_clear["assets"]["red"]["raster:bands"][0]["scale"] = 0.0002
-    del later_clear["assets"]["scl"]
+    later_clear = _clear_copy("later-clear", "2020-02-24T11:34:25Z")
 
     clear_first = read_window([later_clear, cloudy_item], CLOUDY, ("red",))
     cloudy_first = read_window([cloudy_item, later_clear], CLOUDY, ("red",))
