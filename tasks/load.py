@@ -341,13 +341,8 @@ def load_bands(
     Raises:
         InputError: empty items, bad options, an item lacking a band, mixed radiometry.
     """
-    check_items(items)
     check_load_options(bands, loader, chunks, groupby)
-    plans = [_plan(item, bands) for item in items]
-    display_range = _radiometry(plans)
-    read = _read_odc if loader == "odc" else _read_stackstac
-    reflectance = _to_reflectance if chunks is not None else _to_reflectance_eager
-    layers = [reflectance(read(plan, grid, chunks, patch_url), plan) for plan in plans]
+    layers, display_range = _item_layers(items, grid, bands, loader, chunks, patch_url)
     groups = group_items(items, groupby)
     fused = [fuse_first_valid([layers[i] for i in members]) for _, members in groups]
     log.debug(
@@ -359,6 +354,24 @@ def load_bands(
         grid,
     )
     return _as_dataset(fused, groups, items, grid, bands, display_range)
+
+
+def _item_layers(
+    items: Sequence[dict],
+    grid: GridSpec,
+    bands: Sequence[str],
+    loader: str,
+    chunks: int | None,
+    patch_url: _Patch,
+) -> tuple[list[tuple[dict[str, Array], Array]], tuple[float, float]]:
+    """Each item read on ``grid`` as reflectance with its validity, and the items' stretch."""
+    check_items(list(items))
+    plans = [_plan(item, bands) for item in items]
+    display_range = _radiometry(plans)
+    read = _read_odc if loader == "odc" else _read_stackstac
+    reflectance = _to_reflectance if chunks is not None else _to_reflectance_eager
+    layers = [reflectance(read(plan, grid, chunks, patch_url), plan) for plan in plans]
+    return layers, display_range
 
 
 def _to_reflectance(raw: dict[str, Array], plan: _Plan) -> tuple[dict[str, Array], Array]:
@@ -448,12 +461,8 @@ def read_window(
     Raises:
         InputError: empty items, bad options, an item lacking a band, mixed radiometry.
     """
-    check_items(list(items))
     check_load_options(bands, loader, None, "id")
-    plans = [_plan(item, bands) for item in items]
-    display_range = _radiometry(plans)
-    read = _read_odc if loader == "odc" else _read_stackstac
-    layers = [_to_reflectance_eager(read(plan, grid, None, patch_url), plan) for plan in plans]
+    layers, display_range = _item_layers(items, grid, bands, loader, None, patch_url)
     fused = fuse_first_valid(layers)
     valid = np.logical_or.reduce([layer_valid for _, layer_valid in layers])
     return WindowRead({band: fused[band][0] for band in bands}, valid[0], display_range)
