@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.change import ChangeDetector, ChangeResult, ChangeSettings
-from models.features import ClipFeatures
-from models.proposals import SuperpixelProposer
-from models.segearth import SegEarthOV, SegEarthSettings
+from terrawatch.models.change import ChangeDetector, ChangeResult, ChangeSettings
+from terrawatch.models.features import ClipFeatures
+from terrawatch.models.proposals import SuperpixelProposer
+from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
 
 STEPS = ("propose", "compare", "identify")
 

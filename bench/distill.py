@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.distill import Distiller, DistillSettings
+from terrawatch.models.distill import Distiller, DistillSettings
 
 
 def _tiny_clip():

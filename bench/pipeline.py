@@ -79,7 +79,7 @@ def model_files(folder: Path, size: str = "small") -> dict[str, Path]:
     """A random CLIP of ``size`` (:data:`MODEL_SIZES`) and SimFeatUp in the real formats."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, convert_weights_to_fp16
 
-    from models.simfeatup import JBUOne, save_simfeatup_checkpoint
+    from terrawatch.models.simfeatup import JBUOne, save_simfeatup_checkpoint
 
     shape = MODEL_SIZES[size]
     torch.manual_seed(0)
@@ -109,7 +109,7 @@ def run_landcover(
     runner: Any, aoi: list[float], catalog: Path, store: Path, chunk: int, files: dict
 ) -> dict:
     """The benchmarks' land-cover run: the real flow on ``runner`` with the model in ``files``."""
-    from flows.landcover import ModelOptions, landcover
+    from terrawatch.flows.landcover import ModelOptions, landcover
 
     return landcover.with_options(task_runner=runner)(
         aoi=aoi,
@@ -143,9 +143,9 @@ def run_flow(
     from distributed import Client
     from prefect_dask import DaskTaskRunner
 
-    from flows._api import shared_local_api
-    from flows._runner import local_cluster
-    from tasks.local_item import add_local_item
+    from terrawatch.flows.local_api import shared_local_api
+    from terrawatch.flows.runner import local_cluster
+    from terrawatch.tasks.core.local_item import add_local_item
 
     catalog = folder / f"catalog-{scene.stem}"
     add_local_item(scene, catalog, datetime="2024-06-01T00:00:00Z")
@@ -217,9 +217,9 @@ def _windows_of_grid(store: Path, chunk: int) -> tuple[int, int]:
     """Model windows the flow ran (per tile, its read: core + halo) and pixels of the grid."""
     import xarray as xr
 
-    from models.sliding import plan_windows
-    from tasks._grid import GridSpec
-    from tasks.infer import tile_windows
+    from terrawatch.models.sliding import plan_windows
+    from terrawatch.tasks.core.grid import GridSpec
+    from terrawatch.tasks.core.tile_runner import tile_windows
 
     cube = xr.open_zarr(store, decode_coords="all")
     height, width = cube.sizes["y"], cube.sizes["x"]
@@ -255,7 +255,7 @@ def model_only(files: dict, windows: int, workers: int, threads: int, device: st
         for _ in range(workers)
     ]
     # LocalCluster leaves the nanny's MALLOC_TRIM_THRESHOLD_ in this process's environment,
-    # which would halve torch's speed in the children (see tasks/_worker_process.py): plain
+    # which would halve torch's speed in the children (see tasks/core/worker_process.py): plain
     # processes, as a user's own script would run the model
     trim = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     try:
@@ -275,10 +275,11 @@ def _model_only_worker(
 ) -> None:
     """One model-only process: load, warm up, wait for the others, run ``windows`` windows.
 
-    Labels and confidences come back to the host, as :func:`tasks.infer.segment_array` does.
+    Labels and confidences come back to the host, as :func:`tasks.core.worker_model.segment_array`
+    does.
     """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from models.segearth import SegEarthOV
+    from terrawatch.models.segearth import SegEarthOV
 
     torch.set_num_threads(threads)
     model = SegEarthOV.from_pretrained(

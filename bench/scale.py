@@ -32,8 +32,6 @@ def _warm_worker() -> None:
     """Import what a tile task needs, as the workers of a long-running cluster already have."""
     import prefect.task_engine  # noqa: F401
 
-    import tasks.infer  # noqa: F401
-
 
 def _spin(n: int) -> int:
     total = 0
@@ -66,8 +64,8 @@ def timed_run(scene: Path, root: Path, files: dict, chunk: int, workers: int) ->
     from distributed import Client
     from prefect_dask import DaskTaskRunner
 
-    from flows._runner import local_cluster
-    from tasks.local_item import add_local_item
+    from terrawatch.flows.runner import local_cluster
+    from terrawatch.tasks.core.local_item import add_local_item
 
     folder = root / f"run-{scene.stem}-{workers}w"
     add_local_item(scene, folder / "catalog", datetime="2024-06-01T00:00:00Z")
@@ -100,7 +98,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows._api import shared_local_api
+    from terrawatch.flows.local_api import shared_local_api
 
     with tempfile.TemporaryDirectory() as tmp, shared_local_api():
         root = Path(tmp)

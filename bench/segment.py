@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.clip_backbone import DenseCLIPEncoder
-from models.segearth import SegEarthOV, SegEarthSettings
-from models.simfeatup import JBUOne
-from models.sliding import plan_windows
+from terrawatch.models.clip_backbone import DenseCLIPEncoder
+from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
+from terrawatch.models.simfeatup import JBUOne
+from terrawatch.models.sliding import plan_windows
 
 
 def _random_model(backbone: str, batch: int, device: str) -> SegEarthOV:

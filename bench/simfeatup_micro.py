@@ -26,7 +26,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.simfeatup import JBUOne
+from terrawatch.models.simfeatup import JBUOne
 
 
 def naive_upsample(module: JBUOne, source: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,12 @@ import dask
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows._runner import dask_task_runner, gpu_workers_expected
-from tasks.align_train import PROGRESS_FILE, TrainJob, train_alignearth_task
-from tasks.catalog import search_items_task
-from tasks.chip_dataset import find_chip_dataset_task, write_chip_dataset_task
-from tasks.chips import ChipRequest, cut_all_chips_task, plan_chips_task
-from tasks.flood import SarOptions
+from terrawatch.flows.runner import dask_task_runner, gpu_workers_expected
+from terrawatch.tasks.alignearth.chips import ChipRequest, cut_all_chips_task, plan_chips_task
+from terrawatch.tasks.alignearth.dataset import find_chip_dataset_task, write_chip_dataset_task
+from terrawatch.tasks.alignearth.train import PROGRESS_FILE, TrainJob, train_alignearth_task
+from terrawatch.tasks.core.catalog import search_items_task
+from terrawatch.tasks.core.sar_composite import SarOptions
 
 
 class ChipOptions(BaseModel):
@@ -143,7 +143,7 @@ def align_sar(
 
 
 if __name__ == "__main__":
-    from flows._api import shared_local_api
+    from terrawatch.flows.local_api import shared_local_api
 
     # Farmland and the Rhine near Cologne, June 2024: Sentinel-2 L2A and Sentinel-1 RTC.
     with shared_local_api():

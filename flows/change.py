@@ -9,17 +9,17 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows._runner import dask_task_runner, run_tile_task
-from flows.landcover import ModelOptions
-from models.change import ChangeSettings
-from tasks._errors import InputError
-from tasks._grid import GridSpec
-from tasks.catalog import SearchResult, search_items_task
-from tasks.change import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
-from tasks.change_cube import ChangeStep, LandcoverPair, read_landcover_pair
-from tasks.cube import TimeStep
-from tasks.plan_change import plan_change_task
-from tasks.publish_change import publish_change_task
+from terrawatch.errors import InputError
+from terrawatch.flows.landcover import ModelOptions
+from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.models.change import ChangeSettings
+from terrawatch.tasks.change.cube import ChangeStep, LandcoverPair, read_landcover_pair
+from terrawatch.tasks.change.plan import plan_change_task
+from terrawatch.tasks.change.publish import publish_change_task
+from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
+from terrawatch.tasks.core.catalog import SearchResult, search_items_task
+from terrawatch.tasks.core.cube_types import TimeStep
+from terrawatch.tasks.core.grid import GridSpec
 
 Period = tuple[str, str]
 
@@ -135,7 +135,9 @@ def change(
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("change store %s, pair %d: %d tiles to write", store, cube.time_index, len(jobs))
-    tiles = run_tile_task(change_tiles_task, jobs, spec, "tasks.change:worker_detector")
+    tiles = run_tile_task(
+        change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
+    )
     published = publish_change_task(
         store, cube.time_index, grid, plan.items_t1, plan.items_t2, loader
     )

@@ -78,10 +78,14 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_segment(args: argparse.Namespace) -> int:
-    from models.segearth import SegEarthOV
-    from tasks.image_io import read_rgb_image, write_label_geotiff, write_preview_png
-    from tasks.infer import segment_array
-    from tasks.render import class_colors
+    from terrawatch.models.segearth import SegEarthOV
+    from terrawatch.tasks.core.image_io import (
+        read_rgb_image,
+        write_label_geotiff,
+        write_preview_png,
+    )
+    from terrawatch.tasks.core.render import class_colors
+    from terrawatch.tasks.core.worker_model import segment_array
 
     classes = parse_classes_option(args.classes, args.classes_file)
     bands = [int(b) for b in args.bands.split(",")] if args.bands else None
@@ -115,7 +119,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_catalog_add(args: argparse.Namespace) -> int:
-    from tasks.local_item import add_local_item
+    from terrawatch.tasks.core.local_item import add_local_item
 
     path = add_local_item(
         args.image,
@@ -140,8 +144,8 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_weights_list(args: argparse.Namespace) -> int:
-    from models.hf_weights import HF_REGISTRY, is_model_dir
-    from models.weights import REGISTRY, weights_dir
+    from terrawatch.models.hf_weights import HF_REGISTRY, is_model_dir
+    from terrawatch.models.weights import REGISTRY, weights_dir
 
     for entry in REGISTRY.values():
         path = weights_dir() / entry.filename
@@ -155,8 +159,8 @@ def _run_weights_list(args: argparse.Namespace) -> int:
 
 
 def _run_weights_fetch(args: argparse.Namespace) -> int:
-    from models.hf_weights import HF_REGISTRY, fetch
-    from models.weights import REGISTRY, resolve_weights
+    from terrawatch.models.hf_weights import HF_REGISTRY, fetch
+    from terrawatch.models.weights import REGISTRY, resolve_weights
 
     unknown = [n for n in args.name if n not in REGISTRY and n not in HF_REGISTRY]
     if unknown:
@@ -177,10 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_catalog(sub)
     _add_weights(sub)
-    from flows.cli_align import add_align_command
-    from flows.cli_change import add_change_command
-    from flows.cli_flood import add_flood_command
-    from flows.cli_flows import add_flow_commands
+    from terrawatch.flows.cli_align import add_align_command
+    from terrawatch.flows.cli_change import add_change_command
+    from terrawatch.flows.cli_flood import add_flood_command
+    from terrawatch.flows.cli_flows import add_flow_commands
 
     add_flow_commands(sub, _add_model_options)
     add_change_command(sub, _add_model_options)

@@ -88,9 +88,9 @@ def _add_chip_options(p: argparse.ArgumentParser) -> None:
 
 def run_align_command(args: argparse.Namespace) -> int:
     """Check everything cheap first, then run the flow; a thread shows ``progress.json``."""
-    from flows._api import shared_local_api
-    from flows._runner import dask_task_runner
-    from flows.align_sar import align_sar
+    from terrawatch.flows.align_sar import align_sar
+    from terrawatch.flows.local_api import shared_local_api
+    from terrawatch.flows.runner import dask_task_runner
 
     params = align_params(args)
     _preflight(params)
@@ -116,7 +116,7 @@ def align_params(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ValueError: a malformed ``--setting`` or ``--polarizations``, or bad chip options.
     """
-    from flows.align_sar import ChipOptions
+    from terrawatch.flows.align_sar import ChipOptions
 
     chips = ChipOptions(
         dataset=args.chips, stride=args.stride, min_valid=args.min_valid, holdout=args.holdout,
@@ -165,11 +165,11 @@ def _preflight(params: dict[str, Any]) -> None:
     Unless a matching chip dataset exists (then nothing is searched), both catalog searches
     run and the scenes are paired, so "no pair within max_days" shows up here.
     """
-    from models.weights import resolve_weights
-    from tasks.align_train import TrainJob
-    from tasks.catalog import search_items
-    from tasks.chip_dataset import find_chip_dataset
-    from tasks.chips import pair_scenes
+    from terrawatch.models.weights import resolve_weights
+    from terrawatch.tasks.alignearth.chips import pair_scenes
+    from terrawatch.tasks.alignearth.dataset import find_chip_dataset
+    from terrawatch.tasks.alignearth.train import TrainJob
+    from terrawatch.tasks.core.catalog import search_items
 
     options = params["chips"]
     request = options.request(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from flows._cli_common import (
+from terrawatch.flows.cli_common import (
     add_catalog_options,
     add_classes_options,
     add_run_options,
@@ -56,9 +56,9 @@ def add_change_command(sub: argparse._SubParsersAction, add_model_options: Calla
 
 def run_change_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from flows.change import change
-    from flows.cli import model_options
-    from flows.landcover import ModelOptions
+    from terrawatch.flows.change import change
+    from terrawatch.flows.cli import model_options
+    from terrawatch.flows.landcover import ModelOptions
 
     params = change_params(args)
     params["model"] = ModelOptions(**model_options(args))
@@ -127,11 +127,11 @@ def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
     flow picks the cube's recorded items) and the weights (resolved, i.e. downloaded once on
     first use into the weights directory the workers read from).
     """
-    from flows.change import resolve_periods
-    from models.change import ChangeSettings
-    from tasks.catalog import search_items
-    from tasks.change import class_query
-    from tasks.change_cube import read_landcover_pair
+    from terrawatch.flows.change import resolve_periods
+    from terrawatch.models.change import ChangeSettings
+    from terrawatch.tasks.change.cube import read_landcover_pair
+    from terrawatch.tasks.change.tile import class_query
+    from terrawatch.tasks.core.catalog import search_items
 
     classes = params["classes"]
     if args.from_cube:
@@ -153,11 +153,11 @@ def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
 
 
 def _resolve_weights(args: argparse.Namespace) -> None:
-    from models.features import DINOV2_WEIGHTS
-    from models.hf_weights import resolve_hf_model
-    from models.sam import SAM_WEIGHTS
-    from models.segearth import SIMFEATUP_WEIGHTS
-    from models.weights import resolve_weights
+    from terrawatch.models.features import DINOV2_WEIGHTS
+    from terrawatch.models.hf_weights import resolve_hf_model
+    from terrawatch.models.sam import SAM_WEIGHTS
+    from terrawatch.models.segearth import SIMFEATUP_WEIGHTS
+    from terrawatch.models.weights import resolve_weights
 
     resolve_weights(args.backbone, args.weights)
     if args.upsampler == "simfeatup":

@@ -6,14 +6,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from flows._cli_common import (
+from terrawatch.flows.cli_common import (
     add_classes_options,
     add_grid_options,
     add_run_options,
     read_classes,
     run_flow_with_progress,
 )
-from tasks.flood_search import DEFAULT_CLASSES
+from terrawatch.tasks.flood.search import DEFAULT_CLASSES
 
 
 def add_flood_command(
@@ -54,7 +54,7 @@ def add_flood_command(
     add_grid_options(p, "output pixel size in metres (default 10)")
     add_run_options(p, chunk=1024)
     if add_model_options is None:
-        from flows.cli import _add_model_options as add_model_options
+        from terrawatch.flows.cli import _add_model_options as add_model_options
     add_model_options(p)
     group = p.add_argument_group("flood model")
     group.add_argument(
@@ -67,8 +67,8 @@ def add_flood_command(
 
 def run_flood_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from flows.cli import model_options
-    from flows.flood import FloodModelOptions, flood
+    from terrawatch.flows.cli import model_options
+    from terrawatch.flows.flood import FloodModelOptions, flood
 
     params = flood_params(args)
     params["model"] = FloodModelOptions(
@@ -132,8 +132,9 @@ def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
     and polarisation set on each side and across the two), and resolves the weights
     (downloaded once on first use into the weights directory the workers read from).
     """
-    from tasks.flood_search import SarOptions, flood_windows, search_sar_window, water_indices
-    from tasks.sar import check_sar_items
+    from terrawatch.tasks.core.sar import check_sar_items
+    from terrawatch.tasks.core.sar_composite import SarOptions
+    from terrawatch.tasks.flood.search import flood_windows, search_sar_window, water_indices
 
     windows = flood_windows(params["event_date"], params["pre_days"], params["post_days"])
     water_indices(params["classes"], params["water_classes"])
@@ -152,9 +153,9 @@ def _preflight(args: argparse.Namespace, params: dict[str, Any]) -> str:
 
 
 def _resolve_weights(args: argparse.Namespace) -> None:
-    from models.alignearth import sensor_profile
-    from models.segearth import SIMFEATUP_WEIGHTS
-    from models.weights import resolve_weights
+    from terrawatch.models.alignearth import sensor_profile
+    from terrawatch.models.segearth import SIMFEATUP_WEIGHTS
+    from terrawatch.models.weights import resolve_weights
 
     resolve_weights(sensor_profile(args.sensor, args.backbone).weights, args.weights)
     if args.upsampler == "simfeatup":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from flows._cli_common import (
+from terrawatch.flows.cli_common import (
     add_catalog_options,
     add_classes_options,
     add_run_options,
@@ -31,8 +31,8 @@ def add_flow_commands(sub: argparse._SubParsersAction, add_model_options: Callab
 
 def run_landcover_command(args: argparse.Namespace) -> int:
     """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from flows.cli import model_options
-    from flows.landcover import ModelOptions, landcover
+    from terrawatch.flows.cli import model_options
+    from terrawatch.flows.landcover import ModelOptions, landcover
 
     classes = read_classes(args)
     options = ModelOptions(**model_options(args))
@@ -65,10 +65,10 @@ def _preflight(args: argparse.Namespace, classes: list[str]) -> None:
     weights are resolved (downloaded once on first use, into the weights directory the
     workers read from).
     """
-    from models.segearth import SIMFEATUP_WEIGHTS
-    from models.text import parse_class_names
-    from models.weights import resolve_weights
-    from tasks.catalog import search_items
+    from terrawatch.models.segearth import SIMFEATUP_WEIGHTS
+    from terrawatch.models.text import parse_class_names
+    from terrawatch.models.weights import resolve_weights
+    from terrawatch.tasks.core.catalog import search_items
 
     parse_class_names(classes)
     search_items(

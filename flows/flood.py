@@ -9,20 +9,21 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows._runner import dask_task_runner, run_tile_task
-from flows.landcover import ModelOptions
-from tasks.flood import FloodSpec, FloodTileJob, flood_tiles_task, plan_flood_task
-from tasks.flood_search import (
+from terrawatch.flows.landcover import ModelOptions
+from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.tasks.core.catalog import default_sar_collections
+from terrawatch.tasks.core.sar_composite import SarOptions
+from terrawatch.tasks.core.worker_model import ModelSpec
+from terrawatch.tasks.flood.plan import FloodSpec, plan_flood_task
+from terrawatch.tasks.flood.publish import publish_flood_task
+from terrawatch.tasks.flood.search import (
     DEFAULT_CLASSES,
-    SarOptions,
-    default_sar_collections,
     flood_windows,
     search_optical_window_task,
     search_sar_window_task,
     water_indices,
 )
-from tasks.infer import ModelSpec
-from tasks.publish_flood import publish_flood_task
+from terrawatch.tasks.flood.tile import FloodTileJob, flood_tiles_task
 
 
 class FloodModelOptions(ModelOptions):
@@ -150,7 +151,9 @@ def flood(
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, windows.event, len(jobs))
-    tiles = run_tile_task(flood_tiles_task, jobs, spec, "tasks.infer:worker_model", spec.sar)
+    tiles = run_tile_task(
+        flood_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model", spec.sar
+    )
     published = publish_flood_task(
         store, cube.time_index, grid, plan.pre.sar, plan.post.sar, plan.sar, loader
     )
@@ -169,7 +172,7 @@ def flood(
 
 
 if __name__ == "__main__":
-    from flows._api import shared_local_api
+    from terrawatch.flows.local_api import shared_local_api
 
     # The Derna (Libya) flood of 10-11 September 2023, Sentinel-1 RTC on Planetary Computer.
     with shared_local_api():

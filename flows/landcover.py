@@ -8,11 +8,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows._runner import dask_task_runner, run_tile_task
-from tasks.catalog import search_items_task
-from tasks.infer import ModelSpec, TileJob, segment_tiles_task
-from tasks.plan import plan_landcover_task, resolve_period
-from tasks.publish import publish_landcover_task
+from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.tasks.core.catalog import search_items_task
+from terrawatch.tasks.core.period import resolve_period
+from terrawatch.tasks.core.worker_model import ModelSpec
+from terrawatch.tasks.landcover.plan import plan_landcover_task
+from terrawatch.tasks.landcover.publish import publish_landcover_task
+from terrawatch.tasks.landcover.tile import TileJob, segment_tiles_task
 
 
 class ModelOptions(BaseModel):
@@ -110,7 +112,9 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    tiles = run_tile_task(segment_tiles_task, jobs, spec, "tasks.infer:worker_model")
+    tiles = run_tile_task(
+        segment_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model"
+    )
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,
@@ -124,7 +128,7 @@ def landcover(
 
 
 if __name__ == "__main__":
-    from flows._api import shared_local_api
+    from terrawatch.flows.local_api import shared_local_api
 
     # A small run over farmland and a river near Cologne on the embedded defaults.
     with shared_local_api():

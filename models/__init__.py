@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from models.segearth import SegEarthOV, SegEarthSettings
+from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
 
 __all__ = ["SegEarthOV", "SegEarthSettings"]

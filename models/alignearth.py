@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.clip_backbone import Activation
+from terrawatch.models.clip_backbone import Activation
 
 Sensor = Literal["optical", "sar"]
 SENSORS: tuple[str, ...] = ("optical", "sar")

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.comparator import bitemporal_match, instance_ceg
-from models.features import FeatureExtractor
-from models.identifier import Identifier, instance_rule, landcover_rule, mask_class_probs
-from models.proposals import MaskProposer, MaskSet, check_image, merge_bitemporal
+from terrawatch.models.comparator import bitemporal_match, instance_ceg
+from terrawatch.models.features import FeatureExtractor
+from terrawatch.models.identifier import Identifier, instance_rule, landcover_rule, mask_class_probs
+from terrawatch.models.proposals import MaskProposer, MaskSet, check_image, merge_bitemporal
 
 NO_CHANGE = 255
 """class_from / class_to value where nothing changed."""

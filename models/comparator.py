@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.proposals import MaskSet, mask_pixel_chunks
+from terrawatch.models.proposals import MaskSet, mask_pixel_chunks
 
 
 def interpolation_weights(

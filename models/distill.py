@@ -41,9 +41,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIP
 from torch import Tensor, nn
 
-from models import distill_checkpoint as ckpt
-from models.clip_backbone import Activation, clip_activation, encode_tokens, load_clip
-from models.distill_losses import (
+from terrawatch.models import distill_checkpoint as ckpt
+from terrawatch.models.clip_backbone import Activation, clip_activation, encode_tokens, load_clip
+from terrawatch.models.distill_losses import (
     MAX_LOGIT_SCALE,
     cls_distill,
     infonce_cls,
@@ -51,7 +51,7 @@ from models.distill_losses import (
     region_distill,
     region_means,
 )
-from models.weights import file_sha256, resolve_weights
+from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ import open_clip
 import torch
 from torch import Tensor
 
-from models.clip_backbone import clip_activation
-from models.weights import file_sha256
+from terrawatch.models.clip_backbone import clip_activation
+from terrawatch.models.weights import file_sha256
 
 if TYPE_CHECKING:
-    from models.distill import Distiller
+    from terrawatch.models.distill import Distiller
 
 logger = logging.getLogger(__name__)
 

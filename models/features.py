@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.hf_weights import model_sha256, resolve_hf_model
-from models.proposals import check_image
-from models.sliding import window_starts
+from terrawatch.models.hf_weights import model_sha256, resolve_hf_model
+from terrawatch.models.proposals import check_image
+from terrawatch.models.sliding import window_starts
 
 if TYPE_CHECKING:
     from transformers import Dinov2Model
 
-    from models.segearth import SegEarthOV
+    from terrawatch.models.segearth import SegEarthOV
 
 DINOV2_WEIGHTS = "dinov2-base"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

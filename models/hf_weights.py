@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.weights import WeightsNotFoundError, file_sha256, is_offline, weights_dir
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.weights import file_sha256, is_offline, weights_dir
 
 logger = logging.getLogger(__name__)
 

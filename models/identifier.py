@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from models.proposals import mask_pixel_chunks
+from terrawatch.models.proposals import mask_pixel_chunks
 
 Identifier = Callable[[Tensor], Tensor]
 """images ``[B, 3, H, W]`` in 0..1 -> class probabilities ``[B, K, H, W]``

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.hf_weights import model_sha256, resolve_hf_model
-from models.proposals import MaskSet, check_image, stable_nms
+from terrawatch.models.hf_weights import model_sha256, resolve_hf_model
+from terrawatch.models.proposals import MaskSet, check_image, stable_nms
 
 if TYPE_CHECKING:
     from transformers import SamModel

@@ -29,18 +29,18 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.tokenizer import SimpleTokenizer
 from torch import Tensor, nn
 
-from models.alignearth import Sensor, sensor_profile
-from models.clip_backbone import (
+from terrawatch.models.alignearth import Sensor, sensor_profile
+from terrawatch.models.clip_backbone import (
     Activation,
     Attention,
     DenseCLIPEncoder,
     clip_activation,
     load_clip,
 )
-from models.simfeatup import JBUOne, load_simfeatup
-from models.sliding import Window, pad_to_multiple, plan_windows
-from models.text import TEMPLATES, ClassNames, TextEmbeddingCache, parse_class_names
-from models.weights import file_sha256, resolve_weights
+from terrawatch.models.simfeatup import JBUOne, load_simfeatup
+from terrawatch.models.sliding import Window, pad_to_multiple, plan_windows
+from terrawatch.models.text import TEMPLATES, ClassNames, TextEmbeddingCache, parse_class_names
+from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from terrawatch.errors import WeightsNotFoundError
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR_ENV = "TERRAWATCH_WEIGHTS_DIR"
@@ -105,10 +107,6 @@ REGISTRY: dict[str, WeightsEntry] = {
         ),
     )
 }
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """A checkpoint is neither on disk nor downloadable (offline)."""
 
 
 def weights_dir() -> Path:

@@ -70,7 +70,7 @@ def openai_format_state_dict(model) -> dict:
 @pytest.fixture(scope="session")
 def tiny_simfeatup_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random JBUOne for 32-d features saved in the published Lightning checkpoint format."""
-    from models.simfeatup import JBUOne, save_simfeatup_checkpoint
+    from terrawatch.models.simfeatup import JBUOne, save_simfeatup_checkpoint
 
     torch.manual_seed(1)
     module = JBUOne(feat_dim=32)

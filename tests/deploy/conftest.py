@@ -59,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, object_store: dict[str, str]
 @pytest.fixture(scope="session")
 def koeln_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local STAC catalog of the Köln GeoTIFF (what ``terrawatch catalog add`` writes)."""
-    from tasks.local_item import add_local_item
+    from terrawatch.tasks.core.local_item import add_local_item
 
     catalog = tmp_path_factory.mktemp("catalog")
     image = shared_data("optical", "oem_koeln_50.tif")

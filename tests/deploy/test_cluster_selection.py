@@ -13,8 +13,8 @@ import types
 
 import pytest
 
-from flows import _runner
-from flows._runner import dask_task_runner, gpu_workers_expected, local_cluster
+from terrawatch.flows import runner as _runner
+from terrawatch.flows.runner import dask_task_runner, gpu_workers_expected, local_cluster
 
 
 @pytest.fixture(autouse=True)

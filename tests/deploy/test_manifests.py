@@ -98,8 +98,8 @@ def test_dockerfile_installs_the_project_with_declared_extras_only():
     declared = set(PYPROJECT["project"].get("optional-dependencies", {}))
     missing = set(extras.group(1).split(",")) - declared
     assert not missing, f"extras {sorted(missing)} used by deploy/Dockerfile are not in pyproject"
-    for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert f"COPY --chown=terrawatch:terrawatch {package.rstrip('*')} " in text
+    for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values():
+        assert f"COPY --chown=terrawatch:terrawatch {folder} " in text
 
 
 def test_build_context_holds_every_file_the_dockerfile_copies():
@@ -176,9 +176,9 @@ def test_deployment_entrypoints_are_modules_the_dask_workers_can_import():
     and Dask workers cannot unpickle its tasks (prefect #16419); ``flows.x:f`` they can."""
     for deployment in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]:
         module = deployment["entrypoint"].split(":")[0]
-        assert re.fullmatch(r"flows\.\w+", module), (
+        assert re.fullmatch(r"terrawatch\.flows\.\w+", module), (
             f"{deployment['name']}: entrypoint {deployment['entrypoint']!r} must be a module path "
-            "like 'flows.landcover:landcover'"
+            "like 'terrawatch.flows.landcover:landcover'"
         )
 
 

@@ -47,7 +47,7 @@ def test_deployed_run_writes_the_cube_of_the_flow_called_in_process(
 ):
     from prefect_dask import DaskTaskRunner
 
-    from flows.landcover import ModelOptions, landcover
+    from terrawatch.flows.landcover import ModelOptions, landcover
 
     _, store = clean_run
     params = landcover_params(str(tmp_path / "in-process.zarr"))

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flows.align_sar import ChipOptions, align_sar
-from models.segearth import SegEarthOV
-from tests.tasks.test_chips import scene_aoi, write_optical, write_sar
+from terrawatch.flows.align_sar import ChipOptions, align_sar
+from terrawatch.models.segearth import SegEarthOV
+from tests.tasks.alignearth.test_chips import scene_aoi, write_optical, write_sar
 
 SIZE = 480  # pixels a side at 10 m: a 4 x 4 grid of 112-pixel chips in the AOI
 COLOURS = np.array([(30, 60, 90), (40, 90, 40), (150, 170, 80), (170, 160, 150), (190, 160, 120)])

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from flows._api import shared_local_api
+from terrawatch.flows.local_api import shared_local_api
 
 
 @pytest.mark.slow

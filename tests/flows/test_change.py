@@ -14,12 +14,13 @@ import xarray as xr
 from PIL import Image
 from rasterio.transform import from_origin
 
-from flows.change import change, resolve_periods
-from flows.landcover import ModelOptions, landcover
-from tasks._errors import InputError, StoreMismatchError
-from tasks._grid import GridSpec
-from tasks.cube import ClassTable, TimeStep, prepare_cube
-from tasks.local_item import add_local_item
+from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.flows.change import change, resolve_periods
+from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.local_item import add_local_item
+from terrawatch.tasks.landcover.cube import prepare_cube
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.slow

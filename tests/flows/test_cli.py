@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from flows.cli import main, parse_classes_option
+from terrawatch.flows.cli import main, parse_classes_option
 from tests.conftest import shared_data
 
 

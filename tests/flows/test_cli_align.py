@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-import flows.cli
-from flows.cli_align import add_align_command
+from terrawatch.flows import cli
+from terrawatch.flows.cli_align import add_align_command
 from tests.flows.test_align_sar import make_align_catalog
-from tests.tasks.test_chips import scene_aoi
+from tests.tasks.alignearth.test_chips import scene_aoi
 
 
 @pytest.fixture
 def main(monkeypatch):
-    """``flows.cli.main`` with the align-sar command registered if flows/cli.py lacks it yet."""
-    parser = flows.cli.build_parser()
+    """``cli.main`` with the align-sar command registered if flows/cli.py lacks it yet."""
+    parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "align-sar" not in sub.choices:
-        build = flows.cli.build_parser
+        build = cli.build_parser
 
         def build_with_align() -> argparse.ArgumentParser:
             parser = build()
@@ -28,8 +28,8 @@ def main(monkeypatch):
             add_align_command(sub)
             return parser
 
-        monkeypatch.setattr(flows.cli, "build_parser", build_with_align)
-    return flows.cli.main
+        monkeypatch.setattr(cli, "build_parser", build_with_align)
+    return cli.main
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from flows.cli import build_parser, main
-from tasks.cube import ClassTable, TimeStep, prepare_cube
-from tasks.output_grid import grid_for_aoi
+from terrawatch.flows.cli import build_parser, main
+from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.tasks.core.output_grid import grid_for_aoi
+from terrawatch.tasks.landcover.cube import prepare_cube
 from tests.flows.test_change import make_pair_catalog, pair_aoi
 
 pytestmark = pytest.mark.slow

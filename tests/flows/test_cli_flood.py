@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-import flows.cli
-from flows.cli_flood import add_flood_command
+from terrawatch.flows import cli
+from terrawatch.flows.cli_flood import add_flood_command
 from tests.flows.test_flood import EVENT, FACTORY, flood_aoi, make_flood_catalog
 
 
 @pytest.fixture
 def main(monkeypatch):
-    """``flows.cli.main``, with the flood command registered if flows/cli.py lacks it yet."""
-    parser = flows.cli.build_parser()
+    """``cli.main``, with the flood command registered if flows/cli.py lacks it yet."""
+    parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "flood" not in sub.choices:
-        build = flows.cli.build_parser
+        build = cli.build_parser
 
         def build_with_flood() -> argparse.ArgumentParser:
             parser = build()
@@ -28,8 +28,8 @@ def main(monkeypatch):
             add_flood_command(sub)
             return parser
 
-        monkeypatch.setattr(flows.cli, "build_parser", build_with_flood)
-    return flows.cli.main
+        monkeypatch.setattr(cli, "build_parser", build_with_flood)
+    return cli.main
 
 
 def _args(catalog: Path, store: Path, **overrides: str | None) -> list[str]:

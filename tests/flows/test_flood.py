@@ -15,9 +15,9 @@ import xarray as xr
 from rasterio.transform import from_origin
 from scipy.ndimage import binary_dilation
 
-from flows.flood import FloodModelOptions, flood
-from tasks._errors import InputError, NoScenesError
-from tasks.flood import flood_windows, search_sar_window, water_indices
+from terrawatch.errors import InputError, NoScenesError
+from terrawatch.flows.flood import FloodModelOptions, flood
+from terrawatch.tasks.flood.search import flood_windows, search_sar_window, water_indices
 from tests.conftest import shared_data
 
 CRS = "EPSG:32633"
@@ -192,14 +192,14 @@ def test_orbit_keeps_one_direction(tmp_path):
 
 
 def test_model_factory_builds_the_segmenter_at_the_same_api():
-    from tasks.infer import ModelSpec
+    from terrawatch.tasks.core.worker_model import ModelSpec
 
     model = ModelSpec(("water,river", "land"), factory=FACTORY, sensor="sar").load()
     assert model.classes.names == ("water", "land") and model.provenance()["sensor"] == "sar"
 
 
 def test_unimportable_model_factory_is_a_clear_error():
-    from tasks.infer import ModelSpec
+    from terrawatch.tasks.core.worker_model import ModelSpec
 
     with pytest.raises(ValueError, match=r"factory 'no_such_module:build' cannot be imported"):
         ModelSpec(("water", "land"), factory="no_such_module:build").load()
@@ -345,7 +345,7 @@ def optical_geotiff(path: Path, width: int = 80) -> Path:
 
 @pytest.mark.slow
 def test_cloud_free_optical_pixels_win_over_sar(prefect_api, dask_cluster, tmp_path):
-    from tasks.local_item import add_local_item
+    from terrawatch.tasks.core.local_item import add_local_item
 
     catalog = make_flood_catalog(tmp_path)
     image = optical_geotiff(tmp_path / "optical.tif")

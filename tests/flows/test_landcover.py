@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flows.landcover import ModelOptions, landcover
-from tasks._errors import InputError, StoreMismatchError
-from tasks.local_item import add_local_item
+from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.tasks.core.local_item import add_local_item
 from tests.conftest import shared_data
 
 S2_ITEM = "earthsearch-v1_sentinel-2-l2a_S2A_29RKH_20200219_0_L2A.LOCAL-DERIVED.item.json"

@@ -15,8 +15,8 @@ import pytest
 import xarray as xr
 import zarr
 
-from flows.landcover import ModelOptions, landcover
-from tasks.local_item import add_local_item
+from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.tasks.core.local_item import add_local_item
 from tests.conftest import REPO, shared_data
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ RUNNER = """
 import json, sys
 from flows.landcover import ModelOptions, landcover
 from prefect_dask import DaskTaskRunner
-from flows._runner import local_cluster
+from flows.runner import local_cluster
 params = json.loads(sys.argv[1])
 params["model"] = ModelOptions(**params["model"])
 # the flows' own local cluster (what dask_task_runner() builds), one worker to kill

@@ -7,22 +7,22 @@ import time
 from distributed import Client
 from prefect import flow
 
-from flows._runner import warm_workers
-from tasks.infer import ModelSpec
+from terrawatch.flows.runner import warm_workers
+from terrawatch.tasks.core.worker_model import ModelSpec
 
 # classes no other test uses, so no earlier test can have loaded this spec on the shared cluster
-SPEC = ModelSpec(classes=("warm land", "warm water"), factory="tests.tasks.model_probe:build")
+SPEC = ModelSpec(classes=("warm land", "warm water"), factory="tests.tasks.core.model_probe:build")
 
 
 def _has_model(spec: ModelSpec) -> bool:
-    from tasks.infer import _MODELS
+    from terrawatch.tasks.core.worker_model import _MODELS
 
     return spec in _MODELS
 
 
 @flow
 def _warming_flow(gpu: bool) -> int:
-    return warm_workers("tasks.infer:worker_model", SPEC, gpu)
+    return warm_workers("terrawatch.tasks.core.worker_model:worker_model", SPEC, gpu)
 
 
 def test_every_worker_loads_the_model_without_a_tile(run_flow, dask_cluster):
@@ -37,4 +37,4 @@ def test_every_worker_loads_the_model_without_a_tile(run_flow, dask_cluster):
 
 
 def test_outside_a_dask_flow_nothing_is_submitted():
-    assert warm_workers("tasks.infer:worker_model", SPEC) == 0
+    assert warm_workers("terrawatch.tasks.core.worker_model:worker_model", SPEC) == 0

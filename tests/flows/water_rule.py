@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.text import ClassNames, parse_class_names
+from terrawatch.models.text import ClassNames, parse_class_names
 
 THRESHOLD = 0.35
 """First-channel value below which a pixel is water (VV: -25 + 0.35 x 25 = -16.25 dB)."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.tokenizer import SimpleTokenizer
 
-from models.text import TEMPLATES
+from terrawatch.models.text import TEMPLATES
 
 
 def text_queries(clip, queries: list[str]) -> torch.Tensor:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.clip_backbone import clip_activation, encode_tokens, load_clip
-from models.segearth import SegEarthOV
-from models.weights import WeightsNotFoundError, weights_dir
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.clip_backbone import clip_activation, encode_tokens, load_clip
+from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.weights import weights_dir
 from tests.conftest import build_tiny_clip, openai_format_state_dict
 from tests.models.distill_fixtures import build_tiny_gelu_clip, save_open_clip_training_checkpoint
 from tests.models.reference_impl import reference_scores

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.change import ChangeDetector, ChangeResult, ChangeSettings
-from models.features import ClipFeatures
-from models.proposals import SuperpixelProposer
-from models.segearth import SegEarthOV
+from terrawatch.models.change import ChangeDetector, ChangeResult, ChangeSettings
+from terrawatch.models.features import ClipFeatures
+from terrawatch.models.proposals import SuperpixelProposer
+from terrawatch.models.segearth import SegEarthOV
 from tests.models.change_fixtures import PAIR256, planted_pair, read_rgb
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.clip_backbone import DenseCLIPEncoder
+from terrawatch.models.clip_backbone import DenseCLIPEncoder
 from tests.conftest import build_tiny_clip
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.comparator import (
+from terrawatch.models.comparator import (
     bitemporal_match,
     instance_ceg,
     interpolation_matrix,
     mask_mean_features,
 )
-from models.proposals import MaskSet
+from terrawatch.models.proposals import MaskSet
 
 
 def _naive_means(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

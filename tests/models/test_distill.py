@@ -10,11 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.clip_backbone import DenseCLIPEncoder, encode_tokens
-from models.distill import Distiller, DistillSettings
-from models.distill_losses import cls_distill, infonce_cls, log_inverse_temperature, region_distill
-from models.segearth import SegEarthOV
-from models.weights import WeightsNotFoundError
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.clip_backbone import DenseCLIPEncoder, encode_tokens
+from terrawatch.models.distill import Distiller, DistillSettings
+from terrawatch.models.distill_losses import (
+    cls_distill,
+    infonce_cls,
+    log_inverse_temperature,
+    region_distill,
+)
+from terrawatch.models.segearth import SegEarthOV
 from tests.conftest import build_tiny_clip
 from tests.models.distill_fixtures import synthetic_pairs
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.features import ClipFeatures, Dinov2Features, FeatureExtractor
-from models.segearth import SegEarthOV
-from models.weights import WeightsNotFoundError
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.features import ClipFeatures, Dinov2Features, FeatureExtractor
+from terrawatch.models.segearth import SegEarthOV
 from tests.models.change_fixtures import planted_pair, save_tiny_dinov2
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}

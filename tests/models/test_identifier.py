@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.identifier import instance_rule, landcover_rule, mask_class_probs
+from terrawatch.models.identifier import instance_rule, landcover_rule, mask_class_probs
 
 
 def test_mask_class_probs_is_the_mean_probability_over_each_mask():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.proposals import (
+from terrawatch.models.proposals import (
     MaskProposer,
     MaskSet,
     SuperpixelProposer,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from models.hf_weights import HF_REGISTRY, fetch, resolve_hf_model
-from models.proposals import MaskProposer, masks_to_boxes
-from models.sam import SamProposer, SamSettings
-from models.weights import WeightsNotFoundError
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.hf_weights import HF_REGISTRY, fetch, resolve_hf_model
+from terrawatch.models.proposals import MaskProposer, masks_to_boxes
+from terrawatch.models.sam import SamProposer, SamSettings
 from tests.models.change_fixtures import planted_pair, save_tiny_sam
 
 OPEN = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}  # random weights predict IoU ~0

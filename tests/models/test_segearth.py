@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.segearth import SegEarthOV
-from models.sliding import plan_windows, window_starts
-from models.text import parse_class_names
-from models.weights import WeightsNotFoundError
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.sliding import plan_windows, window_starts
+from terrawatch.models.text import parse_class_names
 from tests.models.reference_impl import reference_scores
 
 CLASSES = [["water", "river"], ["building", "roof"], ["road"], ["tree", "forest"]]

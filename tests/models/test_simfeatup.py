@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.simfeatup as simfeatup
-from models.simfeatup import JBUOne, load_simfeatup, save_simfeatup_checkpoint
+import terrawatch.models.simfeatup as simfeatup
+from terrawatch.models.simfeatup import JBUOne, load_simfeatup, save_simfeatup_checkpoint
 
 RADIUS = 5
 TAPS = (2 * RADIUS + 1) ** 2
@@ -266,7 +266,7 @@ def test_lightning_file_with_python_objects_loads_after_logging(tmp_path, caplog
     module = random_module(feat_dim=4, steps=1, seed=14)
     _write_state(tmp_path / "hp.ckpt", module.state_dict(),
                  hyper_parameters=argparse.Namespace(lr=1e-3))  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="models.simfeatup"):
+    with caplog.at_level(logging.WARNING, logger="terrawatch.models.simfeatup"):
         loaded = load_simfeatup(tmp_path / "hp.ckpt", steps=1)
     assert "weights_only=False" in caplog.text
     assert torch.equal(loaded.up.range_temp, module.up.range_temp)

@@ -7,9 +7,10 @@ import shutil
 import pytest
 import torch
 
-from models.clip_backbone import load_clip
-from models.segearth import SegEarthOV
-from models.weights import WeightsNotFoundError, resolve_weights, weights_dir
+from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.clip_backbone import load_clip
+from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.weights import resolve_weights, weights_dir
 from tests.conftest import build_tiny_clip, openai_format_state_dict
 
 
@@ -66,7 +67,7 @@ def test_backbone_patch_size_must_match_the_weights(tiny_clip_path):
 
 
 def test_simfeatup_of_other_width_is_refused(tiny_clip_path, tmp_path):
-    from models.simfeatup import JBUOne, save_simfeatup_checkpoint
+    from terrawatch.models.simfeatup import JBUOne, save_simfeatup_checkpoint
 
     path = tmp_path / "wide.ckpt"
     save_simfeatup_checkpoint(JBUOne(feat_dim=48), path)

@@ -1,0 +1,280 @@
+"""Change detection on tiles: the detector spec, change per chunk (with a halo), the tile task.
+
+Mirrors :mod:`tasks.landcover.tile` for a pair of periods on one grid (:mod:`tasks.change.plan`
+plans the pair, as :mod:`tasks.landcover.plan` for land cover). Tasks get references only (grid,
+item dicts, store path, a :class:`ChangeSpec`); the detector is built once per worker process
+(:func:`worker_detector`), on the SegEarth-OV segmenter that
+:func:`tasks.core.worker_model.worker_model` already keeps, so the CLIP model is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from terrawatch.errors import InputError
+from terrawatch.models.change import ChangeDetector, ChangeSettings
+from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.text import parse_class_names
+from terrawatch.tasks.change.cube import write_change_tile
+from terrawatch.tasks.core.cube_store import is_tile_done
+from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.load import read_composite
+from terrawatch.tasks.core.tile_runner import TileResult, core_within, run_tiles, tile_windows
+from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
+from terrawatch.tasks.core.worker_process import MODEL_TURN, freeze_loaded_objects
+
+logger = logging.getLogger(__name__)
+
+PROPOSERS = ("superpixel", "sam")
+COMPARATORS = ("clip", "dinov2")
+
+
+@dataclass(frozen=True)
+class ChangeSpec:
+    """Which change detector a worker builds; small and hashable, so it keys the cache."""
+
+    segmenter: ModelSpec
+    """SegEarth-OV (identifier, and the CLIP features of the ``clip`` comparator)."""
+    settings: ChangeSettings = field(default_factory=ChangeSettings)
+    """Mode, θ, rule and the class query (indices into the segmenter's classes)."""
+    proposer: str = "superpixel"
+    """``superpixel`` (weights-free SLIC) or ``sam``."""
+    proposer_settings: tuple[tuple[str, Any], ...] = ()
+    """Extra keyword arguments of the proposer, as (name, value) pairs."""
+    proposer_weights: str | None = None
+    """SAM checkpoint (default: weights dir / download)."""
+    comparator: str = "clip"
+    """``clip`` (patch tokens of the segmenter's CLIP) or ``dinov2``."""
+    comparator_weights: str | None = None
+    """DINOv2 checkpoint (default: weights dir / download)."""
+
+    def __post_init__(self) -> None:
+        if self.proposer not in PROPOSERS:
+            raise InputError(f"proposer must be one of {PROPOSERS}, got {self.proposer!r}")
+        if self.comparator not in COMPARATORS:
+            raise InputError(f"comparator must be one of {COMPARATORS}, got {self.comparator!r}")
+
+    def load(self, segmenter: SegEarthOV) -> ChangeDetector:
+        """Build the detector around an already loaded segmenter (on its device)."""
+        from terrawatch.models.features import ClipFeatures, Dinov2Features
+        from terrawatch.models.proposals import SuperpixelProposer
+        from terrawatch.models.sam import SamProposer
+
+        settings = dict(self.proposer_settings)
+        device = segmenter.device
+        if self.proposer == "sam":
+            proposer = SamProposer.from_pretrained(self.proposer_weights, device=device, **settings)
+        else:
+            proposer = SuperpixelProposer(**settings)
+        if self.comparator == "dinov2":
+            features = Dinov2Features.from_pretrained(self.comparator_weights, device=device)
+        else:
+            features = ClipFeatures(segmenter)
+        return ChangeDetector(proposer, features, segmenter.predict_logits, self.settings)
+
+    def query(self) -> dict[str, Any]:
+        """The change query by class name, for the cube's attributes."""
+        names = [",".join(c) for c in parse_class_names(list(self.segmenter.classes)).classes]
+        settings = self.settings
+
+        def named(indices: tuple[int, ...] | None) -> list[str] | None:
+            return None if indices is None else [names[i].split(",")[0] for i in indices]
+
+        targets = settings.targets
+        if targets is None:
+            targets = tuple(range(1, len(names)))
+        return {
+            "classes": [n.split(",")[0] for n in names],
+            "targets": named(targets),
+            "from_classes": named(settings.from_classes),
+            "to_classes": named(settings.to_classes),
+            "mode": settings.mode,
+            "theta_deg": settings.theta_deg,
+            "rule": settings.rule,
+            "proposer": self.proposer,
+            "comparator": self.comparator,
+        }
+
+
+_DETECTORS: dict[ChangeSpec, ChangeDetector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def worker_detector(spec: ChangeSpec) -> ChangeDetector:
+    """The detector of ``spec`` for this process, built on first use and then reused."""
+    segmenter = worker_model(spec.segmenter)
+    with _DETECTORS_LOCK:
+        if spec not in _DETECTORS:
+            started = time.perf_counter()
+            _DETECTORS[spec] = spec.load(segmenter)
+            logger.info(
+                "built %s/%s change detector in %.1f s",
+                spec.proposer,
+                spec.comparator,
+                time.perf_counter() - started,
+            )
+            freeze_loaded_objects()
+        return _DETECTORS[spec]
+
+
+def class_query(
+    classes: list[str],
+    targets: list[str] | None = None,
+    from_classes: list[str] | None = None,
+    to_classes: list[str] | None = None,
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Class names of the change query as indices into ``classes``.
+
+    A name matches a class by its display name or any synonym (case-insensitive).
+
+    Raises:
+        InputError: An unknown name, an empty list, or no target class at all (``targets``
+            None means every class but the first, the background, so one class is not enough).
+    """
+    parsed = parse_class_names(classes).classes
+    if targets is None and len(parsed) < 2:
+        raise InputError(
+            f"the change query has no target class: classes={classes!r} holds only the "
+            "background (class 0); add the classes to watch, e.g. ['background', 'building']"
+        )
+    lookup = {word.strip().lower(): i for i, words in enumerate(parsed) for word in words}
+    resolved = []
+    for name, values in (("targets", targets), ("from_classes", from_classes),
+                         ("to_classes", to_classes)):  # fmt: skip
+        resolved.append(None if values is None else _indices(name, values, lookup, parsed))
+    return resolved[0], resolved[1], resolved[2]
+
+
+def _indices(
+    name: str, values: list[str], lookup: dict[str, int], parsed: tuple[tuple[str, ...], ...]
+) -> tuple[int, ...]:
+    if isinstance(values, str) or not values:
+        raise InputError(
+            f"{name}={values!r} holds no class: the change query needs at least one; give a list "
+            f"of class names from {[w[0] for w in parsed]!r}, or None for no restriction"
+        )
+    unknown = [v for v in values if str(v).strip().lower() not in lookup]
+    if unknown:
+        raise InputError(
+            f"{name} has unknown class name(s) {unknown!r}; the classes are "
+            f"{[w[0] for w in parsed]!r} (a synonym works too)"
+        )
+    return tuple(sorted({lookup[str(v).strip().lower()] for v in values}))
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeTileJob:
+    """One output chunk of one pair: references only."""
+
+    store: str
+    """Change cube path or URL."""
+    time_index: int
+    """Pair index in the store."""
+    tile: tuple[int, int]
+    """(tile_row, tile_col) in chunk units."""
+    chunk: int
+    """Chunk size in pixels."""
+    grid: GridSpec
+    """The full output grid."""
+    items_t1: tuple[dict, ...]
+    """Items of the earlier period, best first."""
+    items_t2: tuple[dict, ...]
+    """Items of the later period, best first."""
+    halo: int = 112
+    """Extra pixels read around the chunk: context for the segmenter's windows and for
+    masks (superpixels, SAM objects) that cross the chunk border."""
+    loader: str = "odc"
+    """``odc`` or ``stackstac``."""
+
+
+def change_tile(job: ChangeTileJob, spec: ChangeSpec) -> TileResult:
+    """Read both dates with the halo, detect change where both are valid, crop and write."""
+    started = time.perf_counter()
+    if is_tile_done(job.store, job.time_index, job.tile):
+        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
+    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
+    rgb1, valid1 = read_composite(job.items_t1, job.grid, outer, job.loader)
+    rgb2, valid2 = read_composite(job.items_t2, job.grid, outer, job.loader)
+    read_done = time.perf_counter()
+    valid = valid1 & valid2
+    inner = core_within(core, outer)
+    shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
+    pixels = shape[0] * shape[1]
+    if not valid[inner].any():
+        empty = np.full(shape, NODATA, np.uint8)
+        write_change_tile(job.store, job.time_index, job.tile, empty, empty, empty, job.chunk)
+        return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
+    with MODEL_TURN:
+        changed, class_from, class_to = detect_arrays(worker_detector(spec), rgb1, rgb2, valid)
+    detect_done = time.perf_counter()
+    write_change_tile(
+        job.store,
+        job.time_index,
+        job.tile,
+        changed[inner],
+        class_from[inner],
+        class_to[inner],
+        job.chunk,
+    )
+    finished = time.perf_counter()
+    stages = (
+        ("read", read_done - started),
+        ("detect", detect_done - read_done),
+        ("write", finished - detect_done),
+    )
+    return TileResult(job.tile, "written", pixels, finished - started, stages)
+
+
+def detect_arrays(
+    detector: ChangeDetector, rgb1: np.ndarray, rgb2: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``changed`` (uint8 1/0, 255 outside ``valid``) and class at t1/t2 (255 if unchanged)."""
+
+    def tensor(rgb: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)
+
+    result = detector.detect(tensor(rgb1), tensor(rgb2), torch.from_numpy(valid))
+    changed = result.changed.cpu().numpy().astype(np.uint8)
+    changed[~valid] = NODATA
+    class_from = result.class_from.cpu().numpy().astype(np.uint8)
+    class_to = result.class_to.cpu().numpy().astype(np.uint8)
+    class_from[changed != 1] = NODATA
+    class_to[changed != 1] = NODATA
+    return changed, class_from, class_to
+
+
+def change_tiles(
+    jobs: list[ChangeTileJob], spec: ChangeSpec, gpu: bool = False
+) -> dict[str, dict[str, float]]:
+    """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
+
+    Must run on a Dask worker (submit it through the flow's DaskTaskRunner). One Prefect task
+    for all tiles, as :func:`tasks.landcover.tile.segment_tiles` (see
+    :mod:`tasks.core.tile_runner`).
+
+    Args:
+        jobs: One job per tile still to write.
+        spec: Detector to build once per worker process.
+        gpu: Ask Dask for a ``GPU`` resource per tile (workers must advertise it).
+
+    Returns:
+        ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
+        (``read``, ``detect``, ``write``) summed over the written tiles.
+    """
+    return run_tiles(change_tile, jobs, spec, gpu, label="change tile", description="change tiles")
+
+
+change_tiles_task = task(change_tiles, name="change-tiles", cache_policy=NO_CACHE)

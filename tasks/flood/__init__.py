@@ -1,0 +1,1 @@
+"""Flood: water before and after an event from SAR (and cloud-free optical) scenes."""

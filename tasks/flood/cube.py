@@ -1,0 +1,327 @@
+"""Flood Zarr cube: water before and after an event, the flooded mask and the sensor per pixel.
+
+Store layout (one store per region and CRS; events appended in date order), dims
+``(time, y, x)``; conventions and code shared (:mod:`tasks.core.cube_store`: Zarr v2 + consolidated
+metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``spatial_ref``):
+
+- ``time``: the event date; ``pre_start`` (on ``time``) the first day of the pre-event window
+  and ``post_end`` the last day of the post-event window (the pre-event window ends the day
+  before the event, the post-event window starts on it).
+- ``water_pre`` / ``water_post``: uint8 1 = water, 0 = not water, ``_FillValue`` 255 = no
+  valid image in the window (or tile not written yet). Water is any class of the run's
+  ``water_classes`` (group attribute, and each event's provenance).
+- ``flooded``: uint8 1 = water after the event where there was none before
+  (``water_post & ~water_pre``), 0 = not flooded (no water after, or water before and after),
+  255 = unknown: no image after the event, or water after it and no image before.
+- ``source_pre`` / ``source_post``: uint8 sensor whose image decided the pixel: 0 none (no valid
+  image), 1 SAR, 2 optical (a cloud-free optical pixel wins over SAR); ``_FillValue`` 255 =
+  tile not written yet.
+- ``tile_done``: uint8 ``(time, tile_row, tile_col)``, 1 once that tile's chunks are written.
+- Group attributes: as the land-cover cube (class table, grid, ``proj:*``/``spatial:*``,
+  software version, created), title ``terrawatch flood``; the latest run's provenance at top
+  level (event date, windows, items per side and sensor, water classes, model ids and weight
+  hashes, run id); ``time_steps``: one record per event with ``time``/``end``/``items`` of the
+  post-event window, ``pre`` (its time, end, items), the provenance and, after
+  :func:`finalize_flood_cube`, the pixel counts.
+
+With CF decoding (the xarray default) the uint8 variables read as float with NaN for 255, so
+``flooded.sum()`` counts flooded pixels; ``mask_and_scale=False`` keeps uint8.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from terrawatch.errors import InputError
+from terrawatch.tasks.core.cube_store import (
+    open_finished_step,
+    prepare_step,
+    record_step,
+    region_shape,
+    step_template,
+    tile_region,
+    write_region,
+)
+from terrawatch.tasks.core.cube_types import (
+    NODATA,
+    ClassTable,
+    CubeKind,
+    CubePlan,
+    TimeStep,
+    check_earlier_step,
+    check_tile_array,
+    parse_time,
+)
+from terrawatch.tasks.core.grid import GridSpec
+
+logger = logging.getLogger(__name__)
+
+TITLE = "terrawatch flood"
+SOURCE_NONE, SOURCE_SAR, SOURCE_OPTICAL = 0, 1, 2
+SOURCES = ("none", "sar", "optical")
+"""Meaning of the ``source_*`` values 0, 1, 2."""
+WATER_VARS = ("water_pre", "water_post")
+SOURCE_VARS = ("source_pre", "source_post")
+FLOOD_VARS = (*WATER_VARS, "flooded", *SOURCE_VARS)
+
+_WATER_ATTRS = {
+    "flag_values": np.array([0, 1], np.uint8),
+    "flag_meanings": "not_water water",
+    "comment": "water = a class of the group attribute water_classes; 255 (_FillValue) = no "
+    "valid image in the window, or tile not written yet",
+}
+_FLOODED_ATTRS = {
+    "long_name": "flooded: water after the event where there was none before",
+    "flag_values": np.array([0, 1], np.uint8),
+    "flag_meanings": "not_flooded flooded",
+    "comment": "water_post & ~water_pre; 255 (_FillValue) = unknown: no image after the event, "
+    "or water after it and no image before, or tile not written yet",
+}
+_SOURCE_ATTRS = {
+    "flag_values": np.array([0, 1, 2], np.uint8),
+    "flag_meanings": " ".join(SOURCES),
+    "comment": "sensor whose image decided the pixel: 0 no valid image, 1 SAR, 2 optical "
+    "(cloud-free optical wins over SAR); 255 (_FillValue) = tile not written yet",
+}
+_KIND = CubeKind(
+    name="flood cube",
+    title=TITLE,
+    data_var="flooded",
+    required=(*FLOOD_VARS, "tile_done", "pre_start"),
+    label="flood cube",
+    log_name="flood cube",
+    unit="event",
+    out_of_order="event date {time!r} is before the last event in {store!r} ({last}); events are "
+    "appended in date order. Write this event to a new store (--store).",
+    already_in="event {time!r} is already in {store!r} as {stored!r}, but this run asks for "
+    "{wanted!r}; rerun with the recorded windows and items, or write to a new store",
+)
+
+
+@dataclass(frozen=True)
+class FloodStep(TimeStep):
+    """One event: the post-event window (``time`` = event date, ``end``, ``items``) and ``pre``."""
+
+    pre: TimeStep
+    """The pre-event window; it must end before the event date."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_earlier_step(
+            self,
+            "pre",
+            "the pre-event window ({earlier.time}..{earlier.end}) must end before the event date "
+            "{step.time!r}; end it the day before the event",
+        )
+
+    def to_attrs(self) -> dict[str, Any]:
+        """JSON form of the event in the ``time_steps`` group attribute."""
+        return {**super().to_attrs(), "pre": self.pre.to_attrs()}
+
+
+# --- per-pixel rules ------------------------------------------------------------------------
+
+
+def water_mask(labels: np.ndarray, water: tuple[int, ...], source: np.ndarray) -> np.ndarray:
+    """uint8 1 where ``labels`` is a water class, 0 where not, 255 where ``source`` is none."""
+    out = np.isin(labels, np.asarray(water, dtype=labels.dtype)).astype(np.uint8)
+    out[(source == SOURCE_NONE) | (labels == NODATA)] = NODATA
+    return out
+
+
+def flooded_mask(water_pre: np.ndarray, water_post: np.ndarray) -> np.ndarray:
+    """``flooded`` from the two water masks (see the module docstring for the 255 cases)."""
+    out = np.full(water_post.shape, NODATA, np.uint8)
+    out[water_post == 0] = 0
+    out[(water_post == 1) & (water_pre == 1)] = 0
+    out[(water_post == 1) & (water_pre == 0)] = 1
+    return out
+
+
+# --- store ----------------------------------------------------------------------------------
+
+
+def prepare_flood_cube(
+    store: str,
+    grid: GridSpec,
+    classes: ClassTable,
+    step: FloodStep,
+    provenance: dict,
+    chunk: int = 1024,
+) -> CubePlan:
+    """Create the store or add/resume an event, and list the tiles still to write.
+
+    Args:
+        store: Local path or fsspec URL of the Zarr store.
+        grid: Output grid of both windows.
+        classes: Class table of the segmenter (what ``water_classes`` index into).
+        step: The event to write.
+        provenance: JSON-serialisable run metadata (windows, items, water classes, models, ...).
+        chunk: Tile and Zarr chunk size in pixels.
+
+    Raises:
+        InputError: Bad ``chunk`` or ``provenance``.
+        StoreMismatchError: The existing store is no flood cube, has another grid, chunking or
+            class table, holds this event with other windows or items, or ends after it.
+            Nothing is written then.
+    """
+    return prepare_step(store, grid, classes, step, provenance, chunk, _KIND, _template)
+
+
+def write_flood_tile(
+    store: str,
+    time_index: int,
+    tile: tuple[int, int],
+    water_pre: np.ndarray,
+    water_post: np.ndarray,
+    source_pre: np.ndarray,
+    source_post: np.ndarray,
+    chunk: int,
+) -> None:
+    """Write one tile of one event (``flooded`` derived here), then mark it done.
+
+    Args:
+        store: Store prepared by :func:`prepare_flood_cube`.
+        time_index: Index of the event (``CubePlan.time_index``).
+        tile: ``(tile_row, tile_col)``.
+        water_pre: ``uint8 [h, w]`` 0/1, 255 where ``source_pre`` is 0; ``(h, w)`` is the
+            tile's shape in the grid.
+        water_post: Same, after the event.
+        source_pre: ``uint8 [h, w]`` 0 none, 1 SAR, 2 optical.
+        source_post: Same, after the event.
+        chunk: Tile size in pixels; must equal the store's chunking.
+
+    Raises:
+        InputError: Index out of range, wrong chunk, shape, dtype or values, or water and
+            source disagree on where there is data; checked before anything is written.
+    """
+    meta = zarr.open_array(store, path="flooded", mode="r")
+    region = tile_region(store, meta, time_index, tile, chunk)
+    shape = region_shape(region)
+    arrays = {
+        "water_pre": water_pre,
+        "water_post": water_post,
+        "source_pre": source_pre,
+        "source_post": source_post,
+    }
+    for name, array in arrays.items():
+        water = name in WATER_VARS
+        check_tile_array(name, array, shape, 2 if water else len(SOURCES), nodata_ok=water)
+    for water, source in zip(WATER_VARS, SOURCE_VARS, strict=True):
+        if np.any((arrays[water] == NODATA) != (arrays[source] == SOURCE_NONE)):
+            raise InputError(
+                f"{water} must be 255 exactly where {source} is 0 (no image); build them with "
+                "water_mask(labels, water, source)"
+            )
+    arrays["flooded"] = flooded_mask(water_pre, water_post)
+    write_region(store, region, time_index, tile, arrays)
+
+
+@dataclass(frozen=True)
+class FloodCounts:
+    """Pixel counts of one finished event."""
+
+    flooded: int
+    """Flooded pixels."""
+    water_pre: int
+    """Water before the event."""
+    water_post: int
+    """Water after the event."""
+    observed_both: int
+    """Pixels with a valid image before and after."""
+    unknown: int
+    """Water after the event with no image before (``flooded`` 255 there)."""
+    sources_pre: dict[str, int]
+    """Pixels per source sensor before the event (``none``, ``sar``, ``optical``)."""
+    sources_post: dict[str, int]
+    """Pixels per source sensor after the event."""
+
+    def to_attrs(self) -> dict[str, Any]:
+        """JSON form for the event's ``time_steps`` record."""
+        return {
+            "flooded_pixels": self.flooded,
+            "water_pre_pixels": self.water_pre,
+            "water_post_pixels": self.water_post,
+            "observed_both_pixels": self.observed_both,
+            "unknown_pixels": self.unknown,
+            "source_pre_pixels": dict(self.sources_pre),
+            "source_post_pixels": dict(self.sources_post),
+        }
+
+
+def finalize_flood_cube(store: str, time_index: int) -> FloodCounts:
+    """Check that an event is complete, count its pixels and record them; re-consolidate.
+
+    Raises:
+        InputError: ``time_index`` out of range.
+        RuntimeError: Some tiles are not written yet (listed); rerun the flow to write them.
+    """
+    group = open_finished_step(store, time_index, "event")
+    counts = _count(group, time_index)
+    record_step(store, group, time_index, counts.to_attrs())
+    logger.info(
+        "finalized flood cube %s event %d: %d flooded px", store, time_index, counts.flooded
+    )
+    return counts
+
+
+def _count(group: zarr.Group, time_index: int) -> FloodCounts:
+    """Pixel counts of one event, one chunk row at a time."""
+    totals = dict.fromkeys(("flooded", "water_pre", "water_post", "both", "unknown"), 0)
+    sources = {name: np.zeros(256, np.int64) for name in SOURCE_VARS}
+    rows = group["flooded"].chunks[1]
+    for y0 in range(0, group["flooded"].shape[1], rows):
+        band = {name: np.asarray(group[name][time_index, y0 : y0 + rows, :]) for name in FLOOD_VARS}
+        totals["flooded"] += int((band["flooded"] == 1).sum())
+        totals["water_pre"] += int((band["water_pre"] == 1).sum())
+        totals["water_post"] += int((band["water_post"] == 1).sum())
+        both = (band["water_pre"] != NODATA) & (band["water_post"] != NODATA)
+        totals["both"] += int(both.sum())
+        totals["unknown"] += int(((band["water_post"] == 1) & (band["water_pre"] == NODATA)).sum())
+        for name in SOURCE_VARS:
+            sources[name] += np.bincount(band[name].ravel(), minlength=256)
+    per_source = {
+        name: {label: int(hist[i]) for i, label in enumerate(SOURCES)}
+        for name, hist in sources.items()
+    }
+    return FloodCounts(
+        totals["flooded"],
+        totals["water_pre"],
+        totals["water_post"],
+        totals["both"],
+        totals["unknown"],
+        per_source["source_pre"],
+        per_source["source_post"],
+    )
+
+
+# --- template --------------------------------------------------------------------------------
+
+
+def _template(
+    grid: GridSpec, classes: ClassTable, step: FloodStep, chunk: int, n_tiles: tuple[int, ...]
+) -> xr.Dataset:
+    """One event of the cube as lazy fill values, with final chunks, attrs and encoding."""
+    times = {
+        "time": (step.time64, {"long_name": "event date (first day of the post-event window)"}),
+        "pre_start": (step.pre.time64, {"long_name": "first day of the pre-event window"}),
+        "post_end": (
+            parse_time(step.end, "end"),
+            {"long_name": "last day of the post-event window"},
+        ),
+    }
+    variables = {
+        "water_pre": {**_WATER_ATTRS, "long_name": "water before the event"},
+        "water_post": {**_WATER_ATTRS, "long_name": "water after the event"},
+        "flooded": _FLOODED_ATTRS,
+        "source_pre": {**_SOURCE_ATTRS, "long_name": "sensor of water_pre"},
+        "source_post": {**_SOURCE_ATTRS, "long_name": "sensor of water_post"},
+    }
+    comment = "one element per chunk of the flood variables; fill (0) = not written yet"
+    return step_template(grid, chunk, n_tiles, times, variables, comment)

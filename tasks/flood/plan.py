@@ -1,0 +1,197 @@
+"""Plan a flood event: windows, scenes per side and sensor, the grid and the flood cube."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from terrawatch.errors import InputError
+from terrawatch.tasks.core.catalog import (
+    SearchResult,
+    parse_aoi,
+)
+from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.item_groups import best_first
+from terrawatch.tasks.core.load import RGB_BANDS, check_readable
+from terrawatch.tasks.core.output_grid import default_resolution, grid_for_aoi
+from terrawatch.tasks.core.sar import (
+    SarSummary,
+    check_sar_items,
+    check_sar_readable,
+)
+from terrawatch.tasks.core.sar_composite import SarOptions
+from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
+from terrawatch.tasks.flood.cube import (
+    FloodStep,
+    prepare_flood_cube,
+)
+from terrawatch.tasks.flood.search import (
+    FloodWindows,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FloodSpec:
+    """The segmenters of a flood run and the water classes; hashable."""
+
+    sar: ModelSpec
+    """Segmenter of the SAR composites (``sensor="sar"``: AlignEarth)."""
+    water: tuple[int, ...]
+    """Indices of the water classes in ``sar.classes``."""
+    optical: ModelSpec | None = None
+    """Segmenter of optical scenes (same classes), when optical scenes are used."""
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """The scenes of one side, in reading priority."""
+
+    sar: tuple[dict, ...]
+    """SAR items, by time."""
+    optical: tuple[dict, ...] = ()
+    """Cloud-free optical items, least cloudy first; empty for SAR only."""
+
+
+@dataclass(frozen=True)
+class FloodPlan:
+    """What the tile tasks need: references only."""
+
+    cube: CubePlan
+    """Store, event index and tiles still to write."""
+    grid: GridSpec
+    """Output grid."""
+    pre: Scenes
+    """Scenes before the event."""
+    post: Scenes
+    """Scenes after the event."""
+    sar: SarOptions
+    """SAR options with the polarisations resolved."""
+    summary: SarSummary
+    """Orbit direction, polarisations and geometry common to all SAR scenes."""
+
+
+def plan_flood(
+    pre: SearchResult,
+    post: SearchResult,
+    windows: FloodWindows,
+    spec: FloodSpec,
+    sar: SarOptions,
+    store: str,
+    aoi: Any,
+    pre_optical: SearchResult | None = None,
+    post_optical: SearchResult | None = None,
+    resolution: float | None = None,
+    crs: str | None = None,
+    chunk: int = 1024,
+    run_id: str | None = None,
+) -> FloodPlan:
+    """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
+
+    Raises:
+        InputError: the two sides mix orbit directions, polarisations or geometries (they must
+            be comparable), a bad chunk or grid, or an item lacks a band.
+        FileNotFoundError, ValueError: an asset cannot be read.
+    """
+    if chunk < 64:
+        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    try:
+        summary = check_sar_items([*pre.items, *post.items], sar.polarizations)
+    except InputError as err:
+        raise InputError(
+            f"the pre- and post-event SAR scenes are not comparable, so water changes would be "
+            f"geometry changes: {err}"
+        ) from err
+    sar = sar.resolved(summary)
+    _, bbox = parse_aoi(aoi)
+    first = post.items[0]
+    grid = grid_for_aoi(
+        bbox, resolution or default_resolution(first.get("collection", ""), first), crs
+    )
+    check_sar_readable([*pre.items, *post.items], sar.polarizations)
+    optical = [best_first(r.items) if r else () for r in (pre_optical, post_optical)]
+    if any(optical):
+        check_readable([*optical[0], *optical[1]], RGB_BANDS)
+    models, classes = _warm_models(spec, any(optical))
+    sides = (Scenes(pre.items, optical[0]), Scenes(post.items, optical[1]))
+    searches = (pre, post, pre_optical, post_optical)
+    provenance = _provenance(windows, sides, classes, spec, sar, summary, models, searches)
+    provenance["run_id"] = run_id or uuid.uuid4().hex
+    step = FloodStep(
+        windows.event,
+        windows.post[1],
+        _ids(sides[1]),
+        TimeStep(windows.pre[0], windows.pre[1], _ids(sides[0])),
+    )
+    cube = prepare_flood_cube(store, grid, classes, step, provenance, chunk)
+    logger.info(
+        "flood grid %s %dx%d px at %g; %d of %d tiles to do",
+        grid.crs,
+        *grid.shape,
+        grid.resolution,
+        len(cube.todo),
+        cube.n_tiles[0] * cube.n_tiles[1],
+    )
+    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary)
+
+
+def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassTable]:
+    """Load the segmenters here (weights resolved, prompts encoded and cached) and the classes."""
+    models = {"model": worker_model(spec.sar)}
+    if spec.optical is not None and optical:
+        models["model_optical"] = worker_model(spec.optical)
+    names = models["model"].classes
+    classes = ClassTable(names=names.names, synonyms=tuple(tuple(s) for s in names.classes))
+    return models, classes
+
+
+def _ids(scenes: Scenes) -> tuple[str, ...]:
+    return tuple(i["id"] for i in (*scenes.sar, *scenes.optical))
+
+
+def _provenance(
+    windows: FloodWindows,
+    sides: tuple[Scenes, Scenes],
+    classes: ClassTable,
+    spec: FloodSpec,
+    sar: SarOptions,
+    summary: SarSummary,
+    models: dict[str, Any],
+    searches: tuple[SearchResult | None, ...],
+) -> dict[str, Any]:
+    """Event, windows, items per side and sensor, water classes, models (JSON-safe)."""
+    model_info = {
+        key: {k: v for k, v in model.provenance().items() if k != "classes"}
+        for key, model in models.items()
+    }
+    info = {
+        "event_date": windows.event,
+        "pre_window": list(windows.pre),
+        "post_window": list(windows.post),
+        "items_pre_sar": [i["id"] for i in sides[0].sar],
+        "items_post_sar": [i["id"] for i in sides[1].sar],
+        "items_pre_optical": [i["id"] for i in sides[0].optical],
+        "items_post_optical": [i["id"] for i in sides[1].optical],
+        "dropped_items": [list(d) for r in searches if r is not None for d in r.dropped],
+        "water_classes": [classes.names[i] for i in spec.water],
+        "catalog": searches[1].catalog if searches[1] is not None else None,
+        "orbit_state": summary.orbit_state,
+        "sar_polarizations": list(sar.polarizations or ()),
+        "sar_geometry": "grd_radar_geometry" if summary.radar_geometry else "rtc",
+        "sar_composite": sar.composite,
+        "speckle_filter": sar.speckle or "none",
+        "speckle_window": sar.speckle_window,
+        **model_info,
+    }
+    return json.loads(json.dumps(info, default=str))
+
+
+plan_flood_task = task(plan_flood, name="plan-flood", cache_policy=NO_CACHE)

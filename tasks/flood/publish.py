@@ -1,0 +1,147 @@
+"""Finalise a flood cube's event; publish the flooded area in km² and a picture as artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from terrawatch.tasks.core.cube_store import open_cube
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.publish import (
+    artifact_key,
+    block_any_of,
+    coarse_grid,
+    fit_image,
+    png_markdown,
+    write_beside,
+)
+from terrawatch.tasks.core.render import color_rgb255, render_panels, to_hwc_uint8
+from terrawatch.tasks.core.sar import POLARIZATIONS
+from terrawatch.tasks.core.sar_composite import SarOptions, read_sar_composite
+from terrawatch.tasks.flood.cube import FloodCounts, finalize_flood_cube
+
+logger = logging.getLogger(__name__)
+
+FLOOD_COLOR = "#0050ff"
+"""Flooded pixels in the picture (blue)."""
+PRE_WATER_COLOR = "#00d0d0"
+"""Water already there before the event (rivers, lakes) in the picture (teal)."""
+
+
+@dataclass(frozen=True)
+class PublishedFlood:
+    """Summary of one finished event."""
+
+    store: str
+    """Zarr store."""
+    event: str
+    """Event date (the ``time`` coordinate), ISO date."""
+    flooded_km2: float
+    """Flooded area."""
+    areas: tuple[dict, ...]
+    """Rows of quantity, pixels, area_km2 (flooded, water before/after, observed, unknown)."""
+    picture: str | None
+    """Path of the PNG beside a local store (None for object storage)."""
+
+
+def publish_flood(
+    store: str,
+    time_index: int,
+    grid: GridSpec,
+    pre_sar: tuple[dict, ...],
+    post_sar: tuple[dict, ...],
+    sar: SarOptions,
+    loader: str = "odc",
+) -> PublishedFlood:
+    """Check completeness, count the pixels, draw the picture and create the artifacts."""
+    counts = finalize_flood_cube(store, time_index)
+    pixel_km2 = grid.resolution**2 / 1e6
+    rows = flood_area_table(counts, pixel_km2)
+    cube = open_cube(store, mask_and_scale=False)
+    days = {
+        name: str(np.datetime_as_string(cube[name].values[time_index], unit="D"))
+        for name in ("time", "pre_start", "post_end")
+    }
+    event = days["time"]
+    days["pre_end"] = str(np.datetime64(event, "D") - 1)
+    png = flood_picture(store, time_index, grid, pre_sar, post_sar, sar, loader, days)
+    picture = write_beside(store, f"flood-{event}.png", png)
+    key = artifact_key(store)
+    flooded_km2 = counts.flooded * pixel_km2
+    create_table_artifact(
+        rows, key=f"{key}-flood-area", description=f"Flooded area, {store}, event {event}"
+    )
+    create_markdown_artifact(
+        f"### Flood {event}\n\nStore: `{store}`\n\n"
+        f"Flooded: **{flooded_km2:.4g} km²**: water after the event ({event}.."
+        f"{days['post_end']}) where there was none before it ({days['pre_start']}.."
+        f"{days['pre_end']}).\n\n" + png_markdown(png, "before, after and the flooded area"),
+        key=f"{key}-flood-picture",
+        description=f"Before, after and the flooded area of {store}, event {event}",
+    )
+    logger.info("flood %s in %s: %.4g km2 flooded", event, store, flooded_km2)
+    return PublishedFlood(store, event, flooded_km2, tuple(rows), picture)
+
+
+def flood_area_table(counts: FloodCounts, pixel_km2: float) -> list[dict]:
+    """Rows ``quantity, pixels, area_km2``: flooded first, then water and coverage."""
+    quantities = (
+        ("flooded", counts.flooded),
+        ("water before the event", counts.water_pre),
+        ("water after the event", counts.water_post),
+        ("observed before and after", counts.observed_both),
+        ("unknown: water after, no image before", counts.unknown),
+        ("after: decided by SAR", counts.sources_post["sar"]),
+        ("after: decided by optical", counts.sources_post["optical"]),
+    )
+    return [
+        {"quantity": name, "pixels": int(n), "area_km2": n * pixel_km2} for name, n in quantities
+    ]
+
+
+def flood_picture(
+    store: str,
+    time_index: int,
+    grid: GridSpec,
+    pre_sar: tuple[dict, ...],
+    post_sar: tuple[dict, ...],
+    sar: SarOptions,
+    loader: str = "odc",
+    days: dict[str, str] | None = None,
+) -> bytes:
+    """SAR before, after, and after with water before (teal) and flooded (blue), as PNG.
+
+    A quicklook (:mod:`tasks.core.publish`): the SAR images are read on a coarser grid
+    (odc-stac reads overviews where there are any) without speckle filter, and the masks are
+    reduced with a block "any", so small flooded patches still show.
+    """
+    coarse, step, window = coarse_grid(grid)
+    grey = "grey" if sar.composite not in POLARIZATIONS else sar.composite
+    view = dataclasses.replace(sar, composite=grey, speckle=None)
+    flooded = block_any_of(store, "flooded", time_index, step)
+    water_pre = block_any_of(store, "water_pre", time_index, step)
+    pre, _ = read_sar_composite(pre_sar, coarse, window, view, loader, latest_first=True)
+    post, _ = read_sar_composite(post_sar, coarse, window, view, loader)
+    pre, post = (to_hwc_uint8(fit_image(img, flooded.shape)) for img in (pre, post))
+    overlay = post.copy()
+    overlay[water_pre] = color_rgb255(PRE_WATER_COLOR, "PRE_WATER_COLOR")
+    overlay[flooded] = color_rgb255(FLOOD_COLOR, "FLOOD_COLOR")
+    days = days or {}
+    panels = [
+        (f"before ({days.get('pre_start', '?')}..{days.get('pre_end', '?')})", pre),
+        (f"after ({days.get('time', '?')}..{days.get('post_end', '?')})", post),
+        ("after + water", overlay),
+    ]
+    legend = [("flooded", FLOOD_COLOR), ("water before the event", PRE_WATER_COLOR)]
+    title = f"Flood {days.get('time', '')} - {Path(str(store).rstrip('/')).name}"
+    return render_panels(panels, legend, title)
+
+
+publish_flood_task = task(publish_flood, name="publish-flood", cache_policy=NO_CACHE)

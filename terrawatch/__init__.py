@@ -1,0 +1,64 @@
+"""terrawatch: open-vocabulary land-cover, change and flood monitoring of EO imagery.
+
+The distribution installs its three layers under this one root (``terrawatch.models``,
+``terrawatch.tasks``, ``terrawatch.flows``; the folders stay at the repository's top level), so
+a user's own ``models/`` folder or ``tasks.py`` never shadows them. The names below are the
+small public API; they are imported on first use, so ``import terrawatch`` (and the command
+line's ``--help``) does not pay for torch, Prefect, Dask or xarray.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("terrawatch")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+_EXPORTS = {
+    "SegEarthOV": "terrawatch.models.segearth",
+    "SegEarthSettings": "terrawatch.models.segearth",
+    "open_cube": "terrawatch.tasks.core.cube_store",
+    "TerrawatchError": "terrawatch.errors",
+    "InputError": "terrawatch.errors",
+    "NoScenesError": "terrawatch.errors",
+    "StoreMismatchError": "terrawatch.errors",
+}
+
+__all__ = [
+    "InputError",
+    "NoScenesError",
+    "SegEarthOV",
+    "SegEarthSettings",
+    "StoreMismatchError",
+    "TerrawatchError",
+    "__version__",
+    "open_cube",
+]
+
+if TYPE_CHECKING:
+    from terrawatch.errors import (
+        InputError,
+        NoScenesError,
+        StoreMismatchError,
+        TerrawatchError,
+    )
+    from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
+    from terrawatch.tasks.core.cube_store import open_cube
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module when the name is first used (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'terrawatch' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
