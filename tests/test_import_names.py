@@ -96,3 +96,18 @@ def test_public_api_is_importable_from_the_root():
     assert SegEarthOV is direct
     assert callable(open_cube)
     assert issubclass(InputError, TerrawatchError)
+
+
+def test_every_package_folder_is_in_the_distribution():
+    """An editable install finds a new subpackage on its own; a wheel only lists ``packages``."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    folders = {root: REPO / folder for root, folder in setuptools["package-dir"].items()}
+    found = {
+        ".".join((root, *init.parent.relative_to(folder).parts))
+        for root, folder in folders.items()
+        for init in folder.rglob("__init__.py")
+    }
+    assert found == listed
