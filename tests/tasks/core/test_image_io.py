@@ -15,8 +15,9 @@ from rasterio.errors import NotGeoreferencedWarning
 
 import terrawatch.tasks.core.image_io as image_io
 from terrawatch.tasks.core.image_io import read_rgb_image, write_label_geotiff, write_preview_png
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 KOELN = DATA / "optical" / "oem_koeln_50.tif"
 PAIR_T1 = DATA / "change" / "pair256_t1.png"
 UTM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)

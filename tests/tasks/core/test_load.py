@@ -20,8 +20,9 @@ from terrawatch.tasks.core.composite import best_pixel_composite, rgb_array, rgb
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import check_readable, load_bands, read_window
 from terrawatch.tasks.core.output_grid import default_resolution, grid_for_aoi
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 STAC = DATA / "stac"
 S2_ITEM = STAC / "earthsearch-v1_sentinel-2-l2a_S2A_29RKH_20200219_0_L2A.LOCAL-DERIVED.item.json"
 S2_COGS = DATA / "cogs" / "sentinel-2-l2a" / "S2A_29RKH_20200219_0_L2A"

@@ -36,8 +36,9 @@ from terrawatch.tasks.core.sar import (
     warp_with_gcps,
 )
 from terrawatch.tasks.core.speckle import lee, refined_lee, speckle_filter
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 RTC_ITEMS = DATA / "stac" / "pc_sentinel-1-rtc_4items.json"
 GRD = DATA / "cogs" / "sentinel-1-grd" / "GRD"
 GRD_IW = GRD / "2018/7/16/IW/DV/S1A_IW_GRDH_1SDV_20180716T004042_20180716T004107_022812_02792A_FD5B"
