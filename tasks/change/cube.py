@@ -22,17 +22,18 @@ metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``s
   items), the provenance and, after :func:`finalize_change_cube`, the pixel counts.
 
 Pairs are appended in order of their t2 start; the same pair again resumes (only unfinished
-tiles are listed); the same t2 with another t1 or other items is refused.
+tiles are listed); the same t2 with another t1 or other items is refused. The schema is
+:data:`CHANGE_CUBE`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
-import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError
@@ -42,20 +43,17 @@ from terrawatch.tasks.core.cube_store import (
     read_store,
     record_index,
     record_step,
-    region_shape,
-    step_template,
-    tile_region,
-    write_region,
+    write_cube_tile,
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
     ClassTable,
     CubeKind,
     CubePlan,
+    CubeVariable,
+    TimeCoord,
     TimeStep,
     check_earlier_step,
-    check_tile_array,
-    class_attrs,
 )
 from terrawatch.tasks.core.grid import GridSpec
 
@@ -69,11 +67,35 @@ _CHANGED_ATTRS = {
     "flag_meanings": "unchanged changed",
     "comment": "255 (_FillValue) = no valid pixel at t1 or t2, or tile not written yet",
 }
-_KIND = CubeKind(
+
+
+def _classes_of_changed_pixels(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    unchanged = arrays["changed"] != 1
+    return {
+        "changed": arrays["changed"],
+        "class_from": np.where(unchanged, NODATA, arrays["class_from"]).astype(np.uint8),
+        "class_to": np.where(unchanged, NODATA, arrays["class_to"]).astype(np.uint8),
+    }
+
+
+CHANGE_CUBE = CubeKind(
     name="change cube",
     title=TITLE,
+    variables=(
+        CubeVariable("changed", _CHANGED_ATTRS, values=2),
+        CubeVariable("class_from", {"long_name": "class at t1 of changed pixels"}, classes=True),
+        CubeVariable("class_to", {"long_name": "class at t2 of changed pixels"}, classes=True),
+    ),
+    times=(
+        TimeCoord("time", attrgetter("time64"), {"long_name": "start of the later period (t2)"}),
+        TimeCoord(
+            "time_before",
+            attrgetter("before.time64"),
+            {"long_name": "start of the earlier period (t1)"},
+        ),
+    ),
     data_var="changed",
-    required=(*CHANGE_VARS, "tile_done", "time_before"),
+    done_comment="one element per chunk of changed/class_from/class_to; fill (0) = not written",
     label="change cube",
     log_name="change cube",
     unit="pair",
@@ -82,7 +104,9 @@ _KIND = CubeKind(
     already_in="a pair with the later period starting {time!r} is already in {store!r} as "
     "{stored!r}, but this run asks for {wanted!r}; rerun with the recorded periods and items, or "
     "write to a new store",
+    finish=_classes_of_changed_pixels,
 )
+"""The change cube: change flag and from/to classes per pixel and pair."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +159,7 @@ def prepare_change_cube(
             or class table, holds this t2 with another t1 or items, or ends after ``step.time``.
             Nothing is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, _KIND, _template)
+    return prepare_step(store, grid, classes, step, provenance, chunk, CHANGE_CUBE)
 
 
 def write_change_tile(
@@ -163,20 +187,8 @@ def write_change_tile(
         InputError: Index out of range, wrong chunk, shape, dtype or values; checked before
             anything is written.
     """
-    meta = zarr.open_array(store, path="changed", mode="r")
-    region = tile_region(store, meta, time_index, tile, chunk)
-    shape = region_shape(region)
-    n_classes = len(zarr.open_array(store, path="class_from", mode="r").attrs["flag_values"])
-    check_tile_array("changed", changed, shape, 2)
-    check_tile_array("class_from", class_from, shape, n_classes)
-    check_tile_array("class_to", class_to, shape, n_classes)
-    unchanged = changed != 1
-    arrays = {
-        "changed": changed,
-        "class_from": np.where(unchanged, NODATA, class_from).astype(np.uint8),
-        "class_to": np.where(unchanged, NODATA, class_to).astype(np.uint8),
-    }
-    write_region(store, region, time_index, tile, arrays)
+    arrays = {"changed": changed, "class_from": class_from, "class_to": class_to}
+    write_cube_tile(store, CHANGE_CUBE, time_index, tile, arrays, chunk)
 
 
 @dataclass(frozen=True)
@@ -296,24 +308,3 @@ def read_landcover_pair(store: str) -> LandcoverPair:
     return LandcoverPair(
         GridSpec.from_dict(ds.attrs["grid"]), classes, chunk, ChangeStep.of(*steps)
     )
-
-
-# --- template --------------------------------------------------------------------------------
-
-
-def _template(
-    grid: GridSpec, classes: ClassTable, step: ChangeStep, chunk: int, n_tiles: tuple[int, ...]
-) -> xr.Dataset:
-    """One pair of the cube as lazy fill values, with final chunks, attrs and encoding."""
-    times = {
-        "time": (step.time64, {"long_name": "start of the later period (t2)"}),
-        "time_before": (step.before.time64, {"long_name": "start of the earlier period (t1)"}),
-    }
-    attrs = class_attrs(classes)
-    variables = {
-        "changed": _CHANGED_ATTRS,
-        "class_from": {**attrs, "long_name": "class at t1 of changed pixels"},
-        "class_to": {**attrs, "long_name": "class at t2 of changed pixels"},
-    }
-    comment = "one element per chunk of changed/class_from/class_to; fill (0) = not written"
-    return step_template(grid, chunk, n_tiles, times, variables, comment)

@@ -1,6 +1,8 @@
 """Change detection on tiles: the detector spec, change per chunk (with a halo), the tile task.
 
-Mirrors :mod:`tasks.landcover.tile` for a pair of periods on one grid (:mod:`tasks.change.plan`
+The maths of one tile (both dates read over the chunk and its halo, change where both are valid)
+goes to the shared tile runner (:func:`tasks.core.tile_runner.run_tile`), as
+:mod:`tasks.landcover.tile` does for a pair of periods on one grid (:mod:`tasks.change.plan`
 plans the pair, as :mod:`tasks.landcover.plan` for land cover). Tasks get references only (grid,
 item dicts, store path, a :class:`ChangeSpec`); the detector is built once per worker process
 (:func:`worker_detector`), on the SegEarth-OV segmenter that
@@ -24,14 +26,19 @@ from terrawatch.errors import InputError
 from terrawatch.models.change import ChangeDetector, ChangeSettings
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.models.text import parse_class_names
-from terrawatch.tasks.change.cube import write_change_tile
-from terrawatch.tasks.core.cube_store import is_tile_done
+from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
-from terrawatch.tasks.core.tile_runner import TileResult, core_within, run_tiles, tile_windows
+from terrawatch.tasks.core.tile_runner import (
+    TileProduct,
+    TileResult,
+    TileWindow,
+    run_tile,
+    run_tiles,
+)
 from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
-from terrawatch.tasks.core.worker_process import MODEL_TURN, freeze_loaded_objects
+from terrawatch.tasks.core.worker_process import freeze_loaded_objects
 
 logger = logging.getLogger(__name__)
 
@@ -200,42 +207,29 @@ class ChangeTileJob:
     """``odc`` or ``stackstac``."""
 
 
+Pair = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""RGB at t1 and t2 (``[3, h, w]`` in 0..1) and where both are valid, over the tile's window."""
+
+
+def _read(job: ChangeTileJob, spec: ChangeSpec, window: TileWindow) -> tuple[Pair, np.ndarray]:
+    rgb1, valid1 = read_composite(job.items_t1, job.grid, window.outer, job.loader)
+    rgb2, valid2 = read_composite(job.items_t2, job.grid, window.outer, job.loader)
+    valid = valid1 & valid2
+    return (rgb1, rgb2, valid), valid
+
+
+def _detect(spec: ChangeSpec, pair: Pair) -> dict[str, np.ndarray]:
+    changed, class_from, class_to = detect_arrays(worker_detector(spec), *pair)
+    return {"changed": changed, "class_from": class_from, "class_to": class_to}
+
+
+CHANGE_TILE = TileProduct(CHANGE_CUBE, _read, _detect)
+"""Change for the tile runner: a pair of composites in, change and from/to classes out."""
+
+
 def change_tile(job: ChangeTileJob, spec: ChangeSpec) -> TileResult:
     """Read both dates with the halo, detect change where both are valid, crop and write."""
-    started = time.perf_counter()
-    if is_tile_done(job.store, job.time_index, job.tile):
-        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
-    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
-    rgb1, valid1 = read_composite(job.items_t1, job.grid, outer, job.loader)
-    rgb2, valid2 = read_composite(job.items_t2, job.grid, outer, job.loader)
-    read_done = time.perf_counter()
-    valid = valid1 & valid2
-    inner = core_within(core, outer)
-    shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
-    pixels = shape[0] * shape[1]
-    if not valid[inner].any():
-        empty = np.full(shape, NODATA, np.uint8)
-        write_change_tile(job.store, job.time_index, job.tile, empty, empty, empty, job.chunk)
-        return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
-    with MODEL_TURN:
-        changed, class_from, class_to = detect_arrays(worker_detector(spec), rgb1, rgb2, valid)
-    detect_done = time.perf_counter()
-    write_change_tile(
-        job.store,
-        job.time_index,
-        job.tile,
-        changed[inner],
-        class_from[inner],
-        class_to[inner],
-        job.chunk,
-    )
-    finished = time.perf_counter()
-    stages = (
-        ("read", read_done - started),
-        ("detect", detect_done - read_done),
-        ("write", finished - detect_done),
-    )
-    return TileResult(job.tile, "written", pixels, finished - started, stages)
+    return run_tile(CHANGE_TILE, job, spec)
 
 
 def detect_arrays(
@@ -272,7 +266,8 @@ def change_tiles(
 
     Returns:
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
-        (``read``, ``detect``, ``write``) summed over the written tiles.
+        (``read``, ``wait`` for the worker's detector, ``model``, ``write``) summed over the
+        written tiles.
     """
     return run_tiles(change_tile, jobs, spec, gpu, label="change tile", description="change tiles")
 

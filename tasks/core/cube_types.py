@@ -2,15 +2,19 @@
 
 :class:`ClassTable`, :class:`TimeStep` and :class:`CubePlan` are what callers hand to and get
 from the ``prepare_*`` functions of :mod:`tasks.landcover.cube`, :mod:`tasks.change.cube` and
-:mod:`tasks.flood.cube`; :class:`CubeKind` holds the names and messages that tell the products
-apart inside the shared store machinery (:mod:`tasks.core.cube_store`).
+:mod:`tasks.flood.cube`. :class:`CubeKind` is a product's cube as data: its variables
+(:class:`CubeVariable`: attributes, fill value, how a tile of it is checked), its coordinates on
+``time`` (:class:`TimeCoord`), and the names and messages that tell the products apart; the
+shared store machinery (:mod:`tasks.core.cube_store`) builds templates, checks tiles and writes
+regions from it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,6 +112,11 @@ class TimeStep:
         """The time coordinate value."""
         return parse_time(self.time, "step.time")
 
+    @property
+    def end64(self) -> np.datetime64:
+        """The period end as a coordinate value."""
+        return parse_time(self.end, "step.end")
+
     def to_attrs(self) -> dict[str, Any]:
         """JSON form of the step in the ``time_steps`` group attribute."""
         return {"time": self.time, "end": self.end, "items": list(self.items)}
@@ -146,18 +155,98 @@ class CubePlan:
     """True when every tile of the step is written (nothing to do, store untouched)."""
 
 
-@dataclass(frozen=True)
+TileCheck = Callable[[str, np.ndarray, tuple[int, int]], np.ndarray]
+"""``(name in messages, array, tile shape)`` -> the array to store; raises InputError."""
+
+
+@dataclass(frozen=True, eq=False)
+class CubeVariable:
+    """One ``(time, y, x)`` data variable of a cube kind: what it stores, how a tile is checked."""
+
+    name: str
+    """Variable name in the store."""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    """Attributes (``grid_mapping`` is added); class variables also get the class table's."""
+    classes: bool = False
+    """Holds class ids of the cube's class table: its CF flags, values 0..n_classes-1."""
+    values: int = 0
+    """Otherwise holds 0..values-1 (flag values)."""
+    nodata_ok: bool = True
+    """Whether a tile may hold the fill value (no data)."""
+    nodata: int = NODATA
+    """Its value in a tile without a valid input pixel (the all-nodata tile)."""
+    encode: TileCheck | None = None
+    """A product's own check and encoding of a tile array, instead of the value check."""
+    derived: bool = False
+    """Computed from the others when a tile is written (:attr:`CubeKind.finish`), not given."""
+    label: str = ""
+    """Its name in messages when writers know it by another one (default: ``name``)."""
+    dtype: str = "uint8"
+    """On-disk dtype; the value checks are those of uint8 flags."""
+    fill_value: int = NODATA
+    """``_FillValue`` of the variable: no data, or tile not written yet."""
+
+    def template_attrs(self, classes: ClassTable) -> dict[str, Any]:
+        """Attributes of the variable in a new store of ``classes``."""
+        own = dict(self.attrs)
+        return {**own, **class_attrs(classes)} if self.classes else own
+
+    def check(self, array: np.ndarray, shape: tuple[int, int], n_classes: int) -> np.ndarray:
+        """The tile array to store, after checking dtype, shape and values.
+
+        Raises:
+            InputError: Wrong type, dtype, shape or value; nothing is written then.
+        """
+        name = self.label or self.name
+        if self.encode is not None:
+            return self.encode(name, array, shape)
+        check_tile_dtype(name, array, shape, self.dtype)
+        count = n_classes if self.classes else self.values
+        fill = self.fill_value
+        bad = np.unique(array[(array >= count) & ((array != fill) | (not self.nodata_ok))])
+        if not bad.size:
+            return array
+        if self.classes:
+            raise InputError(
+                f"{name} holds value(s) {bad[:10].tolist()!r} but the cube has {count} classes "
+                f"(0..{count - 1}) and no-data {fill}; map them to class ids or {fill}"
+            )
+        allowed = f"0..{count - 1}" + (f" and {fill} (no data)" if self.nodata_ok else "")
+        raise InputError(f"{name} holds value(s) {bad[:10].tolist()!r}; allowed are {allowed}")
+
+
+@dataclass(frozen=True, eq=False)
+class TimeCoord:
+    """A coordinate on ``time``: its value for a step and its attributes."""
+
+    name: str
+    """Coordinate name; the first of a kind is ``time``."""
+    value: Callable[[TimeStep], np.datetime64]
+    """Its value for a step, e.g. ``operator.attrgetter("before.time64")``."""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    """Attributes (``long_name``)."""
+
+
+def _as_given(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return arrays
+
+
+@dataclass(frozen=True, eq=False)
 class CubeKind:
-    """The product-specific names and messages of the shared store life cycle."""
+    """A product's cube: variable schema, time coordinates, and its names and messages."""
 
     name: str
     """Product in messages: ``<store> is not a terrawatch <name>``, e.g. ``"change cube"``."""
     title: str
     """Group attribute ``title`` of a new store."""
+    variables: tuple[CubeVariable, ...]
+    """The ``(time, y, x)`` data variables, in store order."""
+    times: tuple[TimeCoord, ...]
+    """Coordinates on ``time``, ``time`` first."""
     data_var: str
-    """A ``(time, y, x)`` variable whose shape and chunks stand for the grid's."""
-    required: tuple[str, ...]
-    """Variables and coordinates every store of the product has."""
+    """A variable whose shape and chunks stand for the grid's."""
+    done_comment: str
+    """``comment`` attribute of ``tile_done`` (which chunks it records)."""
     label: str
     """The store in the mismatch message: ``existing <label> ... does not match``."""
     log_name: str
@@ -169,6 +258,23 @@ class CubeKind:
     already_in: str
     """Message for a step stored with other periods or items: fields time, store, stored,
     wanted (step records) and found (the stored record's value per key, None if missing)."""
+    finish: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = _as_given
+    """Rules across variables, on checked tile arrays: masks, and the derived variables."""
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Variables and coordinates every store of the kind has."""
+        later = tuple(t.name for t in self.times[1:])
+        return (*(v.name for v in self.variables), "tile_done", *later)
+
+    @property
+    def inputs(self) -> tuple[CubeVariable, ...]:
+        """The variables a tile writer gives (all but the derived ones)."""
+        return tuple(v for v in self.variables if not v.derived)
+
+    def nodata_tile(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The input arrays of a tile without any valid input pixel."""
+        return {v.name: np.full(shape, v.nodata, v.dtype) for v in self.inputs}
 
 
 def class_attrs(classes: ClassTable) -> dict[str, Any]:
@@ -179,7 +285,6 @@ def class_attrs(classes: ClassTable) -> dict[str, Any]:
         for i, (w, n, c) in enumerate(zip(classes._words(), classes.names, colors, strict=True))
     ]
     return {
-        "long_name": "land cover class",
         "flag_values": classes.flag_values,
         "flag_meanings": classes.flag_meanings,
         "flag_colors": " ".join(colors),
@@ -212,25 +317,14 @@ def check_provenance(provenance: dict) -> None:
         ) from err
 
 
-def check_tile_uint8(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:
-    """``array`` must be a uint8 numpy array of the tile's shape."""
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.shape != shape:
+def check_tile_dtype(name: str, array: np.ndarray, shape: tuple[int, int], dtype: str) -> None:
+    """``array`` must be a numpy array of ``dtype`` and of the tile's shape."""
+    if not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape:
         raise InputError(
-            f"{name} must be a uint8 numpy array of this tile's shape {shape!r}, got "
+            f"{name} must be a {dtype} numpy array of this tile's shape {shape!r}, got "
             f"{type(array).__name__} {getattr(array, 'dtype', None)} "
-            f"{getattr(array, 'shape', None)!r}; crop to the tile and cast with .astype(np.uint8)"
+            f"{getattr(array, 'shape', None)!r}; crop to the tile and cast with .astype(np.{dtype})"
         )
-
-
-def check_tile_array(
-    name: str, array: np.ndarray, shape: tuple[int, int], n_values: int, nodata_ok: bool = True
-) -> None:
-    """uint8 of the tile's shape holding 0..n_values-1 (or the no-data value if allowed)."""
-    check_tile_uint8(name, array, shape)
-    bad = np.unique(array[(array >= n_values) & ((array != NODATA) | (not nodata_ok))])
-    if bad.size:
-        allowed = f"0..{n_values - 1}" + (f" and {NODATA} (no data)" if nodata_ok else "")
-        raise InputError(f"{name} holds value(s) {bad[:10].tolist()!r}; allowed are {allowed}")
 
 
 def check_index(store: str, shape: tuple[int, ...], time_index: int, tile: tuple[int, int]) -> None:

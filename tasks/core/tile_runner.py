@@ -1,6 +1,14 @@
-"""Run tile jobs as plain Dask tasks from inside one Prefect task, with progress as they finish.
+"""The tile runner of every product: one tile (:func:`run_tile`) and all tiles (:func:`run_tiles`).
 
-Shared by the land-cover, change and flood tile tasks (:func:`tasks.landcover.tile.segment_tiles`,
+A product supplies only its maths and its cube kind (:class:`TileProduct`: read its inputs for a
+window, compute the arrays of one tile from them and its model); :func:`run_tile` owns the rest:
+the done-check, the windows with their halo, the all-nodata short-circuit (the kind's no-data tile,
+no model), the model turn (:data:`tasks.core.worker_process.MODEL_TURN`), the crop to the core, the
+region write with its ``tile_done`` record, and the stage timings (``read``, ``wait`` for the
+model turn, ``model``, ``write``).
+
+:func:`run_tiles` maps the tiles as plain Dask tasks from inside one Prefect task (the land-cover,
+change and flood tile tasks: :func:`tasks.landcover.tile.segment_tiles`,
 :func:`tasks.change.tile.change_tiles`, :func:`tasks.flood.tile.flood_tiles`). One Prefect task for
 all tiles rather than one per tile: a Prefect task run costs several API round trips, about a
 second per tile on a 2-core machine, which would double the run time of a small model.
@@ -14,10 +22,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+
+from terrawatch.tasks.core.cube_store import is_tile_done, write_cube_tile
+from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.worker_process import (
+    MODEL_TURN,
     release_free_heap,
     tune_worker_process,
 )
@@ -44,7 +57,112 @@ class TileResult:
     seconds: float
     """Wall time of the task."""
     stages: tuple[tuple[str, float], ...] = ()
-    """Wall seconds per stage (``read``, ``model``, ``write``): where a slow tile spent it."""
+    """Wall seconds per stage of a written tile (``read``, ``wait`` for the model turn,
+    ``model``, ``write``): where a slow tile spent it."""
+
+
+class TileJobRef(Protocol):
+    """What the runner needs of a product's tile job (its other fields are the product's)."""
+
+    store: str
+    """Zarr store path or URL."""
+    time_index: int
+    """Time step index in the store."""
+    tile: tuple[int, int]
+    """(tile_row, tile_col) in chunk units."""
+    chunk: int
+    """Chunk size in pixels."""
+    grid: GridSpec
+    """The full output grid."""
+    halo: int
+    """Extra pixels read around the chunk."""
+
+
+@dataclass(frozen=True)
+class TileWindow:
+    """Where one tile lies: its core (the chunk) and the window read for it (core plus halo)."""
+
+    core: tuple[slice, slice]
+    """Rows and columns of the chunk in the grid."""
+    outer: tuple[slice, slice]
+    """Rows and columns of the core plus halo, clipped to the grid: what is read."""
+
+    @classmethod
+    def of(cls, job: TileJobRef) -> TileWindow:
+        """The window of a job's tile."""
+        return cls(*tile_windows(job.grid, job.tile, job.chunk, job.halo))
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """The core as slices of an array read over :attr:`outer` (the crop after the model)."""
+        return core_within(self.core, self.outer)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the core."""
+        rows, cols = self.core
+        return rows.stop - rows.start, cols.stop - cols.start
+
+    @property
+    def outer_shape(self) -> tuple[int, int]:
+        """(height, width) of the window read."""
+        rows, cols = self.outer
+        return rows.stop - rows.start, cols.stop - cols.start
+
+
+JobT = TypeVar("JobT", bound=TileJobRef)
+SpecT = TypeVar("SpecT")
+InputsT = TypeVar("InputsT")
+
+
+@dataclass(frozen=True)
+class TileProduct(Generic[JobT, SpecT, InputsT]):
+    """A product's part of one tile: its cube kind and its maths; :func:`run_tile` does the rest."""
+
+    kind: CubeKind
+    """The cube the tiles go to (the variables ``compute`` returns, its no-data tile)."""
+    read: Callable[[JobT, SpecT, TileWindow], tuple[InputsT, np.ndarray]]
+    """``(job, spec, window)`` -> the inputs over ``window.outer`` and where they are valid
+    (bool over ``window.outer``); a tile whose core has no valid pixel is not computed."""
+    compute: Callable[[SpecT, InputsT], dict[str, np.ndarray]]
+    """``(spec, inputs)`` -> an array per input variable of the kind over ``window.outer``.
+    Runs holding the worker's model turn; gets its model from ``spec`` (loaded once per worker
+    process, e.g. :func:`tasks.core.worker_model.worker_model`)."""
+
+
+def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> TileResult:
+    """Read one tile with its halo, compute it with the model, crop to the core and write it.
+
+    A tile already written (its ``tile_done`` is set) is skipped (``done-before``); one whose core
+    has no valid input pixel gets the kind's no-data tile without running the model
+    (``nodata``). Stage timings are kept for the written tiles.
+    """
+    started = time.perf_counter()
+    if is_tile_done(job.store, job.time_index, job.tile):
+        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
+    window = TileWindow.of(job)
+    pixels = window.shape[0] * window.shape[1]
+    inputs, valid = product.read(job, spec, window)
+    read_done = time.perf_counter()
+    kind = product.kind
+    if not valid[window.inner].any():
+        empty = kind.nodata_tile(window.shape)
+        write_cube_tile(job.store, kind, job.time_index, job.tile, empty, job.chunk)
+        return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
+    with MODEL_TURN:
+        turn = time.perf_counter()
+        arrays = product.compute(spec, inputs)
+    model_done = time.perf_counter()
+    core = {name: array[window.inner] for name, array in arrays.items()}
+    write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk)
+    finished = time.perf_counter()
+    stages = (
+        ("read", read_done - started),
+        ("wait", turn - read_done),
+        ("model", model_done - turn),
+        ("write", finished - model_done),
+    )
+    return TileResult(job.tile, "written", pixels, finished - started, stages)
 
 
 def run_tuned(job: Any, tile_fn: Callable[..., TileResult], spec: Any) -> TileResult:
@@ -129,7 +247,7 @@ def run_tiles(
 
     Returns:
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage summed
-        over the tiles.
+        over the written tiles (``read``, ``wait``, ``model``, ``write``).
     """
     from distributed import as_completed, worker_client
     from prefect import get_run_logger

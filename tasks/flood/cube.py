@@ -25,17 +25,18 @@ metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``s
   :func:`finalize_flood_cube`, the pixel counts.
 
 With CF decoding (the xarray default) the uint8 variables read as float with NaN for 255, so
-``flooded.sum()`` counts flooded pixels; ``mask_and_scale=False`` keeps uint8.
+``flooded.sum()`` counts flooded pixels; ``mask_and_scale=False`` keeps uint8. The schema is
+:data:`FLOOD_CUBE`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
-import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError
@@ -43,20 +44,17 @@ from terrawatch.tasks.core.cube_store import (
     open_finished_step,
     prepare_step,
     record_step,
-    region_shape,
-    step_template,
-    tile_region,
-    write_region,
+    write_cube_tile,
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
     ClassTable,
     CubeKind,
     CubePlan,
+    CubeVariable,
+    TimeCoord,
     TimeStep,
     check_earlier_step,
-    check_tile_array,
-    parse_time,
 )
 from terrawatch.tasks.core.grid import GridSpec
 
@@ -89,19 +87,6 @@ _SOURCE_ATTRS = {
     "comment": "sensor whose image decided the pixel: 0 no valid image, 1 SAR, 2 optical "
     "(cloud-free optical wins over SAR); 255 (_FillValue) = tile not written yet",
 }
-_KIND = CubeKind(
-    name="flood cube",
-    title=TITLE,
-    data_var="flooded",
-    required=(*FLOOD_VARS, "tile_done", "pre_start"),
-    label="flood cube",
-    log_name="flood cube",
-    unit="event",
-    out_of_order="event date {time!r} is before the last event in {store!r} ({last}); events are "
-    "appended in date order. Write this event to a new store (--store).",
-    already_in="event {time!r} is already in {store!r} as {stored!r}, but this run asks for "
-    "{wanted!r}; rerun with the recorded windows and items, or write to a new store",
-)
 
 
 @dataclass(frozen=True)
@@ -144,7 +129,69 @@ def flooded_mask(water_pre: np.ndarray, water_post: np.ndarray) -> np.ndarray:
     return out
 
 
+def _flooded_from_water(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check that water and source agree on where there is an image; add ``flooded``."""
+    for water, source in zip(WATER_VARS, SOURCE_VARS, strict=True):
+        if np.any((arrays[water] == NODATA) != (arrays[source] == SOURCE_NONE)):
+            raise InputError(
+                f"{water} must be 255 exactly where {source} is 0 (no image); build them with "
+                "water_mask(labels, water, source)"
+            )
+    return {**arrays, "flooded": flooded_mask(arrays["water_pre"], arrays["water_post"])}
+
+
 # --- store ----------------------------------------------------------------------------------
+
+_WATER_PRE, _WATER_POST = "water before the event", "water after the event"
+FLOOD_CUBE = CubeKind(
+    name="flood cube",
+    title=TITLE,
+    variables=(
+        CubeVariable("water_pre", {**_WATER_ATTRS, "long_name": _WATER_PRE}, values=2),
+        CubeVariable("water_post", {**_WATER_ATTRS, "long_name": _WATER_POST}, values=2),
+        CubeVariable("flooded", _FLOODED_ATTRS, derived=True),
+        CubeVariable(
+            "source_pre",
+            {**_SOURCE_ATTRS, "long_name": "sensor of water_pre"},
+            values=len(SOURCES),
+            nodata_ok=False,
+            nodata=SOURCE_NONE,
+        ),
+        CubeVariable(
+            "source_post",
+            {**_SOURCE_ATTRS, "long_name": "sensor of water_post"},
+            values=len(SOURCES),
+            nodata_ok=False,
+            nodata=SOURCE_NONE,
+        ),
+    ),
+    times=(
+        TimeCoord(
+            "time",
+            attrgetter("time64"),
+            {"long_name": "event date (first day of the post-event window)"},
+        ),
+        TimeCoord(
+            "pre_start",
+            attrgetter("pre.time64"),
+            {"long_name": "first day of the pre-event window"},
+        ),
+        TimeCoord(
+            "post_end", attrgetter("end64"), {"long_name": "last day of the post-event window"}
+        ),
+    ),
+    data_var="flooded",
+    done_comment="one element per chunk of the flood variables; fill (0) = not written yet",
+    label="flood cube",
+    log_name="flood cube",
+    unit="event",
+    out_of_order="event date {time!r} is before the last event in {store!r} ({last}); events are "
+    "appended in date order. Write this event to a new store (--store).",
+    already_in="event {time!r} is already in {store!r} as {stored!r}, but this run asks for "
+    "{wanted!r}; rerun with the recorded windows and items, or write to a new store",
+    finish=_flooded_from_water,
+)
+"""The flood cube: water before and after, flooded and the source sensor per pixel and event."""
 
 
 def prepare_flood_cube(
@@ -171,7 +218,7 @@ def prepare_flood_cube(
             class table, holds this event with other windows or items, or ends after it.
             Nothing is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, _KIND, _template)
+    return prepare_step(store, grid, classes, step, provenance, chunk, FLOOD_CUBE)
 
 
 def write_flood_tile(
@@ -201,26 +248,13 @@ def write_flood_tile(
         InputError: Index out of range, wrong chunk, shape, dtype or values, or water and
             source disagree on where there is data; checked before anything is written.
     """
-    meta = zarr.open_array(store, path="flooded", mode="r")
-    region = tile_region(store, meta, time_index, tile, chunk)
-    shape = region_shape(region)
     arrays = {
         "water_pre": water_pre,
         "water_post": water_post,
         "source_pre": source_pre,
         "source_post": source_post,
     }
-    for name, array in arrays.items():
-        water = name in WATER_VARS
-        check_tile_array(name, array, shape, 2 if water else len(SOURCES), nodata_ok=water)
-    for water, source in zip(WATER_VARS, SOURCE_VARS, strict=True):
-        if np.any((arrays[water] == NODATA) != (arrays[source] == SOURCE_NONE)):
-            raise InputError(
-                f"{water} must be 255 exactly where {source} is 0 (no image); build them with "
-                "water_mask(labels, water, source)"
-            )
-    arrays["flooded"] = flooded_mask(water_pre, water_post)
-    write_region(store, region, time_index, tile, arrays)
+    write_cube_tile(store, FLOOD_CUBE, time_index, tile, arrays, chunk)
 
 
 @dataclass(frozen=True)
@@ -299,29 +333,3 @@ def _count(group: zarr.Group, time_index: int) -> FloodCounts:
         per_source["source_pre"],
         per_source["source_post"],
     )
-
-
-# --- template --------------------------------------------------------------------------------
-
-
-def _template(
-    grid: GridSpec, classes: ClassTable, step: FloodStep, chunk: int, n_tiles: tuple[int, ...]
-) -> xr.Dataset:
-    """One event of the cube as lazy fill values, with final chunks, attrs and encoding."""
-    times = {
-        "time": (step.time64, {"long_name": "event date (first day of the post-event window)"}),
-        "pre_start": (step.pre.time64, {"long_name": "first day of the pre-event window"}),
-        "post_end": (
-            parse_time(step.end, "end"),
-            {"long_name": "last day of the post-event window"},
-        ),
-    }
-    variables = {
-        "water_pre": {**_WATER_ATTRS, "long_name": "water before the event"},
-        "water_post": {**_WATER_ATTRS, "long_name": "water after the event"},
-        "flooded": _FLOODED_ATTRS,
-        "source_pre": {**_SOURCE_ATTRS, "long_name": "sensor of water_pre"},
-        "source_post": {**_SOURCE_ATTRS, "long_name": "sensor of water_post"},
-    }
-    comment = "one element per chunk of the flood variables; fill (0) = not written yet"
-    return step_template(grid, chunk, n_tiles, times, variables, comment)

@@ -5,33 +5,37 @@ event date (:mod:`tasks.flood.search`: the pre-event window ``[event - pre_days,
 post-event window ``[event, event + post_days]`` and their searches; its names stay importable from
 here). Each side is a Sentinel-1 composite (optionally overridden by cloud-free optical
 pixels); water is any class of a configurable water set, and ``flooded = water_post &
-~water_pre`` (:mod:`tasks.flood.cube`). Tasks get references only; segmenters are loaded once
+~water_pre`` (:mod:`tasks.flood.cube`). The maths of one tile goes to the shared tile runner
+(:func:`tasks.core.tile_runner.run_tile`). Tasks get references only; segmenters are loaded once
 per worker process (:func:`tasks.core.worker_model.worker_model`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from terrawatch.tasks.core.cube_store import is_tile_done
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.sar_composite import SarOptions, read_sar_composite
-from terrawatch.tasks.core.tile_runner import TileResult, core_within, run_tiles, tile_windows
+from terrawatch.tasks.core.tile_runner import (
+    TileProduct,
+    TileResult,
+    TileWindow,
+    run_tile,
+    run_tiles,
+)
 from terrawatch.tasks.core.worker_model import ModelSpec, segment_array, worker_model
-from terrawatch.tasks.core.worker_process import MODEL_TURN
 from terrawatch.tasks.flood.cube import (
+    FLOOD_CUBE,
     SOURCE_NONE,
     SOURCE_OPTICAL,
     SOURCE_SAR,
     water_mask,
-    write_flood_tile,
 )
 from terrawatch.tasks.flood.plan import FloodSpec, Scenes
 
@@ -62,82 +66,88 @@ class FloodTileJob:
     """``odc`` or ``stackstac``."""
 
 
-def flood_tile(job: FloodTileJob, spec: FloodSpec) -> TileResult:
-    """Read and segment both sides of one chunk (with the halo), crop and write."""
-    started = time.perf_counter()
-    if is_tile_done(job.store, job.time_index, job.tile):
-        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
-    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
-    inner = core_within(core, outer)
-    stages = {"read": 0.0, "model": 0.0}
-    sides = []
-    for scenes, latest_first in ((job.pre, True), (job.post, False)):
-        labels, source = observe(job, scenes, outer, inner, spec, latest_first, stages)
-        sides.append((water_mask(labels, spec.water, source), source))
-    written = time.perf_counter()
-    (water_pre, source_pre), (water_post, source_post) = sides
-    write_flood_tile(
-        job.store, job.time_index, job.tile, water_pre, water_post, source_pre, source_post,
-        job.chunk,
-    )  # fmt: skip
-    finished = time.perf_counter()
-    status = "written" if (source_pre.any() or source_post.any()) else "nodata"
-    pixels = source_pre.size
-    timing = (*stages.items(), ("write", finished - written))
-    return TileResult(job.tile, status, pixels, finished - started, timing)
+@dataclass(frozen=True)
+class Layer:
+    """One composite to segment for one side of the event: its pixels decide where ``valid``."""
+
+    model: ModelSpec
+    """The segmenter of the layer's sensor."""
+    rgb: np.ndarray
+    """RGB ``[3, h, w]`` in 0..1 over the tile's window."""
+    valid: np.ndarray
+    """Pixels this layer decides (valid, and not decided by an earlier layer)."""
+    sensor: int
+    """``SOURCE_OPTICAL`` or ``SOURCE_SAR``."""
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The layers before and after the event over one tile's window."""
+
+    shape: tuple[int, int]
+    """(height, width) of the window."""
+    pre: tuple[Layer, ...]
+    """Layers before the event, optical first."""
+    post: tuple[Layer, ...]
+    """Layers after the event."""
+
+
+def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[Sides, np.ndarray]:
+    """The layers of both sides and where any decides a pixel (the tile's valid mask)."""
+    pre = observe(job, job.pre, window, spec, latest_first=True)
+    post = observe(job, job.post, window, spec, latest_first=False)
+    valid = np.zeros(window.outer_shape, bool)
+    for layer in (*pre, *post):
+        valid |= layer.valid
+    return Sides(window.outer_shape, pre, post), valid
 
 
 def observe(
-    job: FloodTileJob,
-    scenes: Scenes,
-    outer: tuple[slice, slice],
-    inner: tuple[slice, ...],
-    spec: FloodSpec,
-    latest_first: bool,
-    stages: dict[str, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class labels and source sensor of one side, cropped to the chunk core.
+    job: FloodTileJob, scenes: Scenes, window: TileWindow, spec: FloodSpec, latest_first: bool
+) -> tuple[Layer, ...]:
+    """The layers of one side: cloud-free optical pixels win, SAR fills the rest.
 
-    Cloud-free optical pixels win; SAR fills the rest. The model runs on the whole window
-    (core and halo), and only when the core has a pixel for it.
+    A layer without a pixel in the chunk core is dropped (its model never runs), and SAR is not
+    read when optical pixels cover the whole core.
     """
-    shape = (outer[0].stop - outer[0].start, outer[1].stop - outer[1].start)
-    labels = np.full(shape, NODATA, np.uint8)
-    source = np.full(shape, SOURCE_NONE, np.uint8)
+    layers: list[Layer] = []
+    decided = np.zeros(window.outer_shape, bool)
     if scenes.optical and spec.optical is not None:
-        tick = time.perf_counter()
-        rgb, valid = read_composite(scenes.optical, job.grid, outer, job.loader)
-        stages["read"] += time.perf_counter() - tick
-        _segment_into(labels, source, spec.optical, rgb, valid, inner, SOURCE_OPTICAL, stages)
-    if not (source[inner] != SOURCE_NONE).all():
-        tick = time.perf_counter()
-        rgb, valid = read_sar_composite(scenes.sar, job.grid, outer, job.sar, job.loader,
+        rgb, valid = read_composite(scenes.optical, job.grid, window.outer, job.loader)
+        if valid[window.inner].any():
+            layers.append(Layer(spec.optical, rgb, valid, SOURCE_OPTICAL))
+            decided |= valid
+    if not decided[window.inner].all():
+        rgb, valid = read_sar_composite(scenes.sar, job.grid, window.outer, job.sar, job.loader,
                                         latest_first=latest_first)  # fmt: skip
-        stages["read"] += time.perf_counter() - tick
-        valid &= source == SOURCE_NONE
-        _segment_into(labels, source, spec.sar, rgb, valid, inner, SOURCE_SAR, stages)
-    return labels[inner], source[inner]
+        valid &= ~decided
+        if valid[window.inner].any():
+            layers.append(Layer(spec.sar, rgb, valid, SOURCE_SAR))
+    return tuple(layers)
 
 
-def _segment_into(
-    labels: np.ndarray,
-    source: np.ndarray,
-    model: ModelSpec,
-    rgb: np.ndarray,
-    valid: np.ndarray,
-    inner: tuple[slice, ...],
-    sensor: int,
-    stages: dict[str, float],
-) -> None:
-    """Segment ``rgb``; fill ``labels``/``source`` where ``valid`` (skipped: none in the core)."""
-    if not valid[inner].any():
-        return
-    tick = time.perf_counter()
-    with MODEL_TURN:
-        found, _ = segment_array(worker_model(model), rgb, valid)
-    stages["model"] += time.perf_counter() - tick
-    labels[valid] = found[valid]
-    source[valid] = sensor
+def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
+    """Water and source sensor before and after the event over the tile's window."""
+    arrays = {}
+    for side, layers in (("pre", sides.pre), ("post", sides.post)):
+        labels = np.full(sides.shape, NODATA, np.uint8)
+        source = np.full(sides.shape, SOURCE_NONE, np.uint8)
+        for layer in layers:
+            found, _ = segment_array(worker_model(layer.model), layer.rgb, layer.valid)
+            labels[layer.valid] = found[layer.valid]
+            source[layer.valid] = layer.sensor
+        arrays[f"water_{side}"] = water_mask(labels, spec.water, source)
+        arrays[f"source_{side}"] = source
+    return arrays
+
+
+FLOOD_TILE = TileProduct(FLOOD_CUBE, read_sides, segment_sides)
+"""Flood for the tile runner: optical and SAR layers of both sides in, water and sources out."""
+
+
+def flood_tile(job: FloodTileJob, spec: FloodSpec) -> TileResult:
+    """Read and segment both sides of one chunk (with the halo), crop and write."""
+    return run_tile(FLOOD_TILE, job, spec)
 
 
 def flood_tiles(
@@ -150,7 +160,8 @@ def flood_tiles(
 
     Returns:
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage
-        (``read``, ``model``, ``write``) summed over the tiles.
+        (``read``, ``wait`` for the worker's model, ``model``, ``write``) summed over the
+        written tiles.
     """
     return run_tiles(flood_tile, jobs, spec, gpu, label="flood tile", description="flood tiles")
 

@@ -29,15 +29,16 @@ and ``confidence`` read as float with NaN for no data, and ``tile_done`` as NaN/
 Time steps are appended in order: a step older than the store's last one is refused (write it to
 a new store); a step already present is resumed (only unfinished tiles are listed to do).
 One process at a time may call :func:`prepare_cube`/:func:`finalize_cube` on a store; any number
-may call :func:`write_tile` for distinct tiles.
+may call :func:`write_tile` for distinct tiles. The schema is :data:`LANDCOVER_CUBE`; the store
+code is the shared one (:mod:`tasks.core.cube_store`).
 """
 
 from __future__ import annotations
 
 import logging
+from operator import attrgetter
 
 import numpy as np
-import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError
@@ -48,23 +49,21 @@ from terrawatch.tasks.core.cube_store import (
     open_finished_step,
     prepare_step,
     record_step,
-    region_shape,
-    step_template,
-    tile_region,
-    write_region,
+    write_cube_tile,
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
     ClassTable,
     CubeKind,
     CubePlan,
+    CubeVariable,
+    TimeCoord,
     TimeStep,
-    check_tile_uint8,
-    class_attrs,
 )
 from terrawatch.tasks.core.grid import GridSpec
 
 __all__ = [
+    "LANDCOVER_CUBE",
     "NODATA",
     "ZARR_FORMAT",
     "ClassTable",
@@ -79,11 +78,56 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_KIND = CubeKind(
+_CONF_ATTRS = {
+    "long_name": "classification confidence: 100 x maximum class probability",
+    "units": "percent",
+    "valid_range": [0, 100],
+}
+
+
+def _encode_confidence(name: str, confidence: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 percent from float probabilities (NaN = no data) or pass-through uint8."""
+    conf = np.asarray(confidence)
+    if conf.shape != shape:
+        raise InputError(f"{name} shape {conf.shape!r} must equal the tile shape {shape!r}")
+    if conf.dtype == np.uint8:
+        if np.any((conf > 100) & (conf != NODATA)):
+            raise InputError(
+                f"uint8 {name} must be percent 0..100 or {NODATA} (no data), got max "
+                f"{int(conf.max())}; pass float probabilities in 0..1 instead"
+            )
+        return conf.copy()
+    if not np.issubdtype(conf.dtype, np.floating):
+        raise InputError(
+            f"{name} dtype {conf.dtype} is not supported; pass float probabilities in 0..1 "
+            "or uint8 percent"
+        )
+    valid = ~np.isnan(conf)
+    if np.any(valid & ((conf < 0) | (conf > 1))):
+        raise InputError(
+            f"{name} probabilities must lie in 0..1 (NaN = no data), got range "
+            f"{np.nanmin(conf)!r}..{np.nanmax(conf)!r}"
+        )
+    out = np.full(shape, NODATA, np.uint8)
+    out[valid] = np.rint(conf[valid].astype(np.float64) * 100)
+    return out
+
+
+def _confidence_follows_labels(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays["confidence"][arrays["landcover"] == NODATA] = NODATA
+    return arrays
+
+
+LANDCOVER_CUBE = CubeKind(
     name="land-cover cube",
     title="terrawatch land cover",
+    variables=(
+        CubeVariable("landcover", {"long_name": "land cover class"}, classes=True, label="labels"),
+        CubeVariable("confidence", _CONF_ATTRS, encode=_encode_confidence),
+    ),
+    times=(TimeCoord("time", attrgetter("time64")),),
     data_var="landcover",
-    required=("landcover", "confidence", "tile_done"),
+    done_comment="one element per chunk of landcover/confidence; fill (0) = not written yet",
     label="store",
     log_name="cube",
     unit="step",
@@ -92,12 +136,9 @@ _KIND = CubeKind(
     already_in="time step {time!r} is already in {store!r} with end {found[end]!r} and items "
     "{found[items]!r}, but this run asks for end {wanted[end]!r} and items {wanted[items]!r}; "
     "rerun with the recorded items, or write to a new store",
+    finish=_confidence_follows_labels,
 )
-_CONF_ATTRS = {
-    "long_name": "classification confidence: 100 x maximum class probability",
-    "units": "percent",
-    "valid_range": [0, 100],
-}
+"""The land-cover cube: class index and confidence per pixel and step."""
 
 
 def prepare_cube(
@@ -127,7 +168,7 @@ def prepare_cube(
         StoreMismatchError: The existing store has another grid, chunking or class table, holds
             this step with other items, or ends after ``step.time``. Nothing is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, _KIND, _template)
+    return prepare_step(store, grid, classes, step, provenance, chunk, LANDCOVER_CUBE)
 
 
 def write_tile(
@@ -155,13 +196,8 @@ def write_tile(
         InputError: Tile or time index out of range, wrong chunk, shape, dtype or value range.
             Checked before anything is written.
     """
-    meta = zarr.open_array(store, path="landcover", mode="r")
-    region = tile_region(store, meta, time_index, tile, chunk)
-    shape = region_shape(region)
-    _check_labels(labels, shape, len(meta.attrs.get("flag_values", [])))
-    conf = _encode_confidence(confidence, shape)
-    conf[labels == NODATA] = NODATA
-    write_region(store, region, time_index, tile, {"landcover": labels, "confidence": conf})
+    arrays = {"landcover": labels, "confidence": confidence}
+    write_cube_tile(store, LANDCOVER_CUBE, time_index, tile, arrays, chunk)
 
 
 def finalize_cube(store: str, time_index: int) -> dict[str, int]:
@@ -184,58 +220,6 @@ def finalize_cube(store: str, time_index: int) -> dict[str, int]:
     record_step(store, group, time_index, {"class_pixel_counts": counts})
     logger.info("finalized cube %s time index %d: %r", store, time_index, counts)
     return counts
-
-
-def _template(
-    grid: GridSpec, classes: ClassTable, step: TimeStep, chunk: int, n_tiles: tuple[int, ...]
-) -> xr.Dataset:
-    """One time step of the cube as lazy fill values, with final chunks, attrs and encoding."""
-    return step_template(
-        grid,
-        chunk,
-        n_tiles,
-        {"time": (step.time64, {})},
-        {"landcover": class_attrs(classes), "confidence": _CONF_ATTRS},
-        "one element per chunk of landcover/confidence; fill (0) = not written yet",
-    )
-
-
-def _check_labels(labels: np.ndarray, shape: tuple[int, int], n_classes: int) -> None:
-    check_tile_uint8("labels", labels, shape)
-    bad = np.unique(labels[(labels >= n_classes) & (labels != NODATA)])
-    if bad.size:
-        raise InputError(
-            f"labels hold value(s) {bad[:10].tolist()!r} but the cube has {n_classes} classes "
-            f"(0..{n_classes - 1}) and no-data {NODATA}; map them to class ids or {NODATA}"
-        )
-
-
-def _encode_confidence(confidence: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """uint8 percent from float probabilities (NaN = no data) or pass-through uint8."""
-    conf = np.asarray(confidence)
-    if conf.shape != shape:
-        raise InputError(f"confidence shape {conf.shape!r} must equal the tile shape {shape!r}")
-    if conf.dtype == np.uint8:
-        if np.any((conf > 100) & (conf != NODATA)):
-            raise InputError(
-                f"uint8 confidence must be percent 0..100 or {NODATA} (no data), got max "
-                f"{int(conf.max())}; pass float probabilities in 0..1 instead"
-            )
-        return conf.copy()
-    if not np.issubdtype(conf.dtype, np.floating):
-        raise InputError(
-            f"confidence dtype {conf.dtype} is not supported; pass float probabilities in 0..1 "
-            "or uint8 percent"
-        )
-    valid = ~np.isnan(conf)
-    if np.any(valid & ((conf < 0) | (conf > 1))):
-        raise InputError(
-            f"confidence probabilities must lie in 0..1 (NaN = no data), got range "
-            f"{np.nanmin(conf)!r}..{np.nanmax(conf)!r}"
-        )
-    out = np.full(shape, NODATA, np.uint8)
-    out[valid] = np.rint(conf[valid].astype(np.float64) * 100)
-    return out
 
 
 def _histogram(landcover: zarr.Array, time_index: int) -> np.ndarray:

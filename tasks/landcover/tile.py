@@ -1,30 +1,32 @@
-"""Land-cover maths of one tile: read the chunk with its halo, segment it, write the core.
+"""Land-cover maths of one tile: read the composite over the chunk and its halo, segment it.
 
-Each task gets references only (grid, item dicts, store path, a model spec); the model is
-loaded once per worker process (:func:`tasks.core.worker_model.worker_model`), never passed
-as an argument. The model sees the grid at the grid's own resolution (no long-side resize
-inside a chunk), so the grid resolution is the inference ground sampling distance.
+The tile runner (:func:`tasks.core.tile_runner.run_tile`) does the rest (done-check, windows,
+no-data tiles, model turn, crop, write, timings). Each task gets references only (grid, item
+dicts, store path, a model spec); the model is loaded once per worker process
+(:func:`tasks.core.worker_model.worker_model`), never passed as an argument. The model sees the
+grid at the grid's own resolution (no long-side resize inside a chunk), so the grid resolution
+is the inference ground sampling distance.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from terrawatch.tasks.core.cube_store import is_tile_done
-from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
-from terrawatch.tasks.core.tile_runner import TileResult, core_within, run_tiles, tile_windows
-from terrawatch.tasks.core.worker_model import ModelSpec, segment_array, worker_model
-from terrawatch.tasks.core.worker_process import (
-    MODEL_TURN,
+from terrawatch.tasks.core.tile_runner import (
+    TileProduct,
+    TileResult,
+    TileWindow,
+    run_tile,
+    run_tiles,
 )
-from terrawatch.tasks.landcover.cube import write_tile
+from terrawatch.tasks.core.worker_model import ModelSpec, segment_array, worker_model
+from terrawatch.tasks.landcover.cube import LANDCOVER_CUBE
 
 
 @dataclass(frozen=True)
@@ -49,33 +51,27 @@ class TileJob:
     """``odc`` or ``stackstac``."""
 
 
+Composite = tuple[np.ndarray, np.ndarray]
+"""RGB ``[3, h, w]`` in 0..1 and its valid mask ``[h, w]`` over the tile's window."""
+
+
+def _read(job: TileJob, spec: ModelSpec, window: TileWindow) -> tuple[Composite, np.ndarray]:
+    rgb, valid = read_composite(job.items, job.grid, window.outer, job.loader)
+    return (rgb, valid), valid
+
+
+def _segment(spec: ModelSpec, composite: Composite) -> dict[str, np.ndarray]:
+    labels, confidence = segment_array(worker_model(spec), *composite)
+    return {"landcover": labels, "confidence": confidence}
+
+
+LANDCOVER_TILE = TileProduct(LANDCOVER_CUBE, _read, _segment)
+"""Land cover for the tile runner: a composite in, labels and confidence out."""
+
+
 def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
-    started = time.perf_counter()
-    if is_tile_done(job.store, job.time_index, job.tile):
-        return TileResult(job.tile, "done-before", 0, time.perf_counter() - started)
-    core, outer = tile_windows(job.grid, job.tile, job.chunk, job.halo)
-    rgb, valid = read_composite(job.items, job.grid, outer, job.loader)
-    read_done = time.perf_counter()
-    inner = core_within(core, outer)
-    shape = (core[0].stop - core[0].start, core[1].stop - core[1].start)
-    if not valid[inner].any():
-        empty = np.full(shape, NODATA, np.uint8)
-        write_tile(job.store, job.time_index, job.tile, empty, empty, job.chunk)
-        return TileResult(job.tile, "nodata", shape[0] * shape[1], time.perf_counter() - started)
-    with MODEL_TURN:
-        turn = time.perf_counter()
-        labels, confidence = segment_array(worker_model(spec), rgb, valid)
-    model_done = time.perf_counter()
-    write_tile(job.store, job.time_index, job.tile, labels[inner], confidence[inner], job.chunk)
-    finished = time.perf_counter()
-    stages = (
-        ("read", read_done - started),
-        ("wait", turn - read_done),
-        ("model", model_done - turn),
-        ("write", finished - model_done),
-    )
-    return TileResult(job.tile, "written", shape[0] * shape[1], finished - started, stages)
+    return run_tile(LANDCOVER_TILE, job, spec)
 
 
 def segment_tiles(
