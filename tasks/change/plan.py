@@ -22,6 +22,7 @@ from terrawatch.tasks.change.tile import ChangeSpec, worker_detector
 from terrawatch.tasks.core.bands import item_label, resolve_band
 from terrawatch.tasks.core.catalog import SearchResult, parse_aoi
 from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
@@ -129,8 +130,7 @@ def plan_change(
         chunk: Tile size in pixels.
         run_id: Flow run id for the provenance.
     """
-    if chunk < 64:
-        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    check_chunk(chunk)
     items1, items2 = best_first(before.items), best_first(after.items)
     check_same_grid(items1, items2)
     if grid is None:

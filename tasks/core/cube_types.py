@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from terrawatch.errors import InputError
+from terrawatch.tasks.core.defaults import check_chunk  # noqa: F401  (one chunk rule)
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
@@ -185,12 +186,6 @@ def class_attrs(classes: ClassTable) -> dict[str, Any]:
         "flag_colors": " ".join(colors),
         "classification:classes": stac,
     }
-
-
-def check_chunk(chunk: int) -> None:
-    """``chunk`` must be an int of at least 16 pixels."""
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 16:
-        raise InputError(f"chunk must be an int >= 16 (pixels per tile side), got {chunk!r}")
 
 
 def check_provenance(provenance: dict) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.defaults import DEFAULT_BACKBONE
 from terrawatch.tasks.core.worker_process import (
     dask_worker,
     freeze_loaded_objects,
@@ -28,7 +29,7 @@ class ModelSpec:
 
     classes: tuple[str, ...]
     """Class entries; commas join synonyms (``"tree,forest"``)."""
-    backbone: str = "ViT-B-16"
+    backbone: str = DEFAULT_BACKBONE
     """CLIP backbone name."""
     weights: str | None = None
     """Explicit CLIP checkpoint path (else weights dir / download)."""

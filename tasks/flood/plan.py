@@ -17,6 +17,7 @@ from terrawatch.tasks.core.catalog import (
     parse_aoi,
 )
 from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
@@ -101,8 +102,7 @@ def plan_flood(
             be comparable), a bad chunk or grid, or an item lacks a band.
         FileNotFoundError, ValueError: an asset cannot be read.
     """
-    if chunk < 64:
-        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    check_chunk(chunk)
     try:
         summary = check_sar_items([*pre.items, *post.items], sar.polarizations)
     except InputError as err:
