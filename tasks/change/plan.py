@@ -112,7 +112,8 @@ def plan_change(
     grid: GridSpec | None = None,
     resolution: float | None = None,
     crs: str | None = None,
-    chunk: int = 1024,
+    *,
+    chunk: int,
     run_id: str | None = None,
 ) -> ChangePlan:
     """Check both dates, derive (or take) the grid, warm the detector and prepare the cube.

@@ -31,7 +31,7 @@ from terrawatch.tasks.core.sar import (
     check_sar_items,
     select_orbit,
 )
-from terrawatch.tasks.flood import DEFAULT_CLASSES, DEFAULT_WATER_CLASSES  # noqa: F401
+from terrawatch.tasks.flood import DEFAULT_WATER_CLASSES
 
 logger = logging.getLogger(__name__)
 

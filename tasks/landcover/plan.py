@@ -46,7 +46,8 @@ def plan_landcover(
     store: str,
     resolution: float | None = None,
     crs: str | None = None,
-    chunk: int = 1024,
+    *,
+    chunk: int,
     run_id: str | None = None,
 ) -> RunPlan:
     """Derive the grid, check the inputs, warm the model and prepare the cube."""
