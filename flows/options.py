@@ -27,6 +27,9 @@ from terrawatch.tasks.core.defaults import (
     DEFAULT_BACKBONE,
     HALO,
     MIN_CHUNK,
+    SAR_COMPOSITE,
+    SAR_SPECKLE,
+    SAR_SPECKLE_WINDOW,
     SENSOR_GSD,
 )
 
@@ -248,10 +251,11 @@ class SarInputOptions(Options):
     polarizations: Annotated[list[str] | None, Cli(sep=",")] = Field(
         None, description="polarisations to load, e.g. vv,vh (default: what the composite needs)"
     )
-    speckle: Literal["lee", "refined_lee"] | None = Field("lee", description="speckle filter")
-    speckle_window: int = Field(7, description="speckle filter window in pixels")
+    speckle: Literal["lee", "refined_lee"] | None = Field(SAR_SPECKLE, description="speckle filter")
+    speckle_window: int = Field(SAR_SPECKLE_WINDOW, description="speckle filter window in pixels")
     composite: Literal["grey", "dual"] = Field(
-        "grey", description="SAR model input: grey (co-pol; what AlignEarth was shown on) or dual"
+        SAR_COMPOSITE,
+        description="SAR model input: grey (co-pol; what AlignEarth was shown on) or dual",
     )
 
     def composite_options(self) -> SarOptions:

@@ -24,6 +24,15 @@ DEFAULT_BACKBONE = "ViT-B-16"
 SENSOR_GSD: dict[str, float] = {"sentinel-2": 10.0, "sentinel-1": 10.0, "landsat": 30.0}
 """Inference pixel size (m) per collection-name prefix: the sensor's finest common band."""
 
+SAR_SPECKLE = "lee"
+"""Speckle filter of SAR composites (``lee``, ``refined_lee`` or None)."""
+
+SAR_SPECKLE_WINDOW = 7
+"""Speckle filter window in pixels (refined Lee is defined on 7x7 only)."""
+
+SAR_COMPOSITE = "grey"
+"""SAR model input: ``grey`` (co-pol in 3 channels, what AlignEarth was shown on)."""
+
 
 def check_chunk(chunk: int) -> None:
     """Refuse a chunk that is not an int of at least :data:`MIN_CHUNK` pixels.
