@@ -109,20 +109,18 @@ def run_landcover(
     runner: Any, aoi: list[float], catalog: Path, store: Path, chunk: int, files: dict
 ) -> dict:
     """The benchmarks' land-cover run: the real flow on ``runner`` with the model in ``files``."""
-    from terrawatch.flows.landcover import ModelOptions, landcover
+    from terrawatch.flows.landcover import landcover
+    from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 
     return landcover.with_options(task_runner=runner)(
         aoi=aoi,
         start="2024-06-01",
         end="2024-06-01",
         classes=CLASSES,
-        catalog=str(catalog),
         store=str(store),
-        collections=["local"],
-        max_cloud=None,
-        resolution=1.0,
-        crs="EPSG:32632",
-        chunk=chunk,
+        search=SearchOptions(catalog=str(catalog), collections=["local"], max_cloud=None),
+        grid=GridOptions(resolution=1.0, crs="EPSG:32632"),
+        tiling=TilingOptions(chunk=chunk),
         model=ModelOptions(
             weights=str(files["clip"]),
             upsampler=files["upsampler"],

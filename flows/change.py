@@ -3,25 +3,109 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from terrawatch.errors import InputError
-from terrawatch.flows.landcover import ModelOptions
+from terrawatch.flows.options import (
+    ChangeOptions,
+    ChangeTilingOptions,
+    GridOptions,
+    ModelOptions,
+    SearchOptions,
+)
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
-from terrawatch.models.change import ChangeSettings
 from terrawatch.tasks.change.cube import ChangeStep, LandcoverPair, read_landcover_pair
 from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
 from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
-from terrawatch.tasks.core.catalog import SearchResult, search_items_task
+from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
 from terrawatch.tasks.core.cube_types import TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 
 Period = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ChangeInputs:
+    """A change run's checked inputs: area, classes, periods, detector and both dates' scenes."""
+
+    aoi: Any
+    """The AOI (with ``from_cube`` and none given: the cube's extent)."""
+    classes: list[str]
+    """Class entries (commas join synonyms)."""
+    periods: tuple[Period, Period]
+    """``(start, end)`` of the earlier and the later period."""
+    spec: ChangeSpec
+    """The detector the workers build."""
+    grid: GridSpec | None
+    """The land-cover cube's grid with ``from_cube``, else None (derived from the AOI)."""
+    scenes: tuple[SearchResult, SearchResult]
+    """The scenes of the earlier and the later period."""
+
+
+def change_inputs(
+    aoi: str | list[float] | dict[str, Any] | None = None,
+    classes: list[str] | None = None,
+    before: list[str] | str | None = None,
+    after: list[str] | str | None = None,
+    from_cube: str | None = None,
+    store: str = "change.zarr",
+    detection: ChangeOptions = ChangeOptions(),
+    search: SearchOptions = SearchOptions(),
+    grid: GridOptions = GridOptions(),
+    tiling: ChangeTilingOptions = ChangeTilingOptions(),
+    model: ModelOptions = ModelOptions(),
+    *,
+    today: date | None = None,
+    tasks: bool = False,
+) -> ChangeInputs:
+    """The flow's first step, and the command line's preflight: refuse bad input in seconds.
+
+    Checks the land-cover cube (with ``from_cube``), the periods, the class query, the change
+    and model settings and the chunk, searches both periods (with ``from_cube``: the items the
+    cube recorded) and resolves the weights. Takes the flow's parameters.
+
+    Args:
+        today: The scheduled date the default periods are counted back from (default: today).
+        tasks: Search with the Prefect tasks (which retry), as the flow does.
+
+    Raises:
+        InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
+    """
+    from terrawatch.models.change import ChangeSettings
+    from terrawatch.models.segearth import SegEarthSettings
+
+    source = _from_cube(from_cube, classes, before, after, grid) if from_cube else None
+    aoi, classes, periods = _pair_inputs(aoi, classes, before, after, source, today)
+    query = class_query(classes, detection.targets, detection.from_classes, detection.to_classes)
+    settings = ChangeSettings(
+        mode=detection.mode,
+        theta_deg=detection.theta,
+        rule=detection.chosen_rule(),
+        **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
+    )
+    check_chunk(tiling.chunk)
+    SegEarthSettings(**dict(model.settings()))
+    spec = ChangeSpec(
+        model.spec(classes),
+        settings,
+        proposer=detection.proposer,
+        proposer_weights=detection.proposer_weights,
+        comparator=detection.comparator,
+        comparator_weights=detection.comparator_weights,
+    )
+    find = search_items_task if tasks else search_items
+    scenes = _search(find, search, aoi, periods, source)
+    model.resolve_weights()
+    detection.resolve_weights()
+    grid_spec = source.grid if source is not None else None
+    return ChangeInputs(aoi, classes, periods, spec, grid_spec, scenes)
 
 
 @flow(name="change", task_runner=dask_task_runner())
@@ -31,27 +115,12 @@ def change(
     before: list[str] | str | None = None,
     after: list[str] | str | None = None,
     from_cube: str | None = None,
-    catalog: str = "earth-search",
     store: str = "change.zarr",
-    targets: list[str] | None = None,
-    from_classes: list[str] | None = None,
-    to_classes: list[str] | None = None,
-    mode: Literal["mci", "imc"] = "mci",
-    theta: float = 145.0,
-    rule: Literal["instance", "landcover"] | None = None,
-    proposer: Literal["superpixel", "sam"] = "superpixel",
-    comparator: Literal["clip", "dinov2"] = "clip",
-    proposer_weights: str | None = None,
-    comparator_weights: str | None = None,
-    collections: list[str] | None = None,
-    max_cloud: float | None = 20.0,
-    max_items: int = 50,
-    resolution: float | None = None,
-    crs: str | None = None,
-    chunk: int = 512,
-    halo: int = 112,
-    loader: Literal["odc", "stackstac"] = "odc",
-    model: ModelOptions | None = None,
+    detection: ChangeOptions = ChangeOptions(),
+    search: SearchOptions = SearchOptions(),
+    grid: GridOptions = GridOptions(),
+    tiling: ChangeTilingOptions = ChangeTilingOptions(),
+    model: ModelOptions = ModelOptions(),
 ) -> dict[str, Any]:
     """Detect change between two periods and write it as one pair of a change cube.
 
@@ -66,72 +135,41 @@ def change(
             scheduled date vs the same month a year earlier (same season: no phenology
             change).
         from_cube: A land-cover cube: its grid, classes and last two periods (and their items)
-            make the pair; ``before``, ``after``, ``resolution`` and ``crs`` must be unset.
-        catalog: ``earth-search``, ``planetary-computer``, a STAC API URL or a local folder.
+            make the pair; ``before``, ``after`` and the grid options must be unset.
         store: Change cube path or fsspec URL; an existing cube gets a new pair.
-        targets: Classes whose change is reported (default: all but class 0).
-        from_classes: Report only changes from these classes (default: any).
-        to_classes: Report only changes to these classes (default: any).
-        mode: ``mci`` (mask, compare, identify) or ``imc`` (identify, mask, compare).
-        theta: Change angle θ in degrees (published default 145).
-        rule: ``instance`` (change of objects of the target classes) or ``landcover``
-            (any class change). Default: ``instance`` with SAM (object masks, as published),
-            ``landcover`` with superpixels: superpixels tile both dates alike, so the NMS
-            merge keeps one date's copy of a region more or less at random, and the instance
-            rule (judged on that date only) then missed 4-42% of planted changes.
-        proposer: ``superpixel`` (weights-free) or ``sam``.
-        comparator: ``clip`` (the segmenter's CLIP) or ``dinov2``.
-        proposer_weights: SAM checkpoint path (default weights dir / download).
-        comparator_weights: DINOv2 checkpoint path (default weights dir / download).
-        collections: Collections to search (default: the catalog's Sentinel-2 L2A).
-        max_cloud: Maximum ``eo:cloud_cover`` in percent (None: no limit).
-        max_items: Maximum number of scenes per period.
-        resolution: Output pixel size in CRS units (default per sensor).
-        crs: Output CRS (default: UTM zone of the AOI centre).
-        chunk: Output chunk (tile) size in pixels. 512 (not the land-cover 1024): masks are
-            dense ``[N, H, W]`` booleans, about 1 GB per date at 1024² with 1 kpx regions.
-        halo: Pixels read around each chunk for context.
-        loader: ``odc`` (odc-stac) or ``stackstac``.
+        detection: What change is reported (target, from and to classes) and how it is
+            detected (mode, θ, rule, proposer, comparator and their weights).
+        search: Catalog, collections and scene filters (max_items per period).
+        grid: Output resolution and CRS (default: the sensor's GSD, the AOI's UTM zone).
+        tiling: Chunk (tile) size, halo and loader.
         model: Segmenter options (identifier and CLIP features).
 
     Returns:
         Store, pair times, tile counts, changed area and transitions, quicklook path.
     """
     logger = get_run_logger()
-    source = _from_cube(from_cube, classes, before, after, resolution, crs) if from_cube else None
-    aoi, classes, periods = _pair_inputs(aoi, classes, before, after, source)
-    query = class_query(classes, targets, from_classes, to_classes)
-    settings = ChangeSettings(
-        mode=mode,
-        theta_deg=theta,
-        rule=rule or ("instance" if proposer == "sam" else "landcover"),
-        **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
-    )
-    spec = ChangeSpec(
-        (model or ModelOptions()).spec(classes),
-        settings,
-        proposer=proposer,
-        proposer_weights=proposer_weights,
-        comparator=comparator,
-        comparator_weights=comparator_weights,
-    )
-    searches = _search(catalog, aoi, periods, collections, max_cloud, max_items, source)
+    scheduled = flow_run.get_scheduled_start_time().date()
+    inputs = change_inputs(
+        aoi, classes, before, after, from_cube, store, detection, search, grid, tiling, model,
+        today=scheduled, tasks=True,
+    )  # fmt: skip
+    spec = inputs.spec
     plan = plan_change_task(
-        *searches,
-        periods,
+        *inputs.scenes,
+        inputs.periods,
         spec,
         store,
-        aoi=aoi,
-        grid=source.grid if source is not None else None,
-        resolution=resolution,
-        crs=crs,
-        chunk=chunk,
+        aoi=inputs.aoi,
+        grid=inputs.grid,
+        resolution=grid.resolution,
+        crs=grid.crs,
+        chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
     )
-    cube, grid = plan.cube, plan.grid
+    cube, grid_spec = plan.cube, plan.grid
     jobs = [
-        ChangeTileJob(store, cube.time_index, tile, chunk, grid, plan.items_t1, plan.items_t2,
-                      halo=halo, loader=loader)
+        ChangeTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.items_t1,
+                      plan.items_t2, halo=tiling.halo, loader=tiling.loader)
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("change store %s, pair %d: %d tiles to write", store, cube.time_index, len(jobs))
@@ -139,7 +177,7 @@ def change(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
     published = publish_change_task(
-        store, cube.time_index, grid, plan.items_t1, plan.items_t2, loader
+        store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )
     return {
         "store": store,
@@ -156,7 +194,12 @@ def change(
 
 
 def _pair_inputs(
-    aoi: Any, classes: list[str] | None, before: Any, after: Any, source: LandcoverPair | None
+    aoi: Any,
+    classes: list[str] | None,
+    before: Any,
+    after: Any,
+    source: LandcoverPair | None,
+    today: date | None,
 ) -> tuple[Any, list[str], tuple[Period, Period]]:
     """AOI, classes and periods: from the land-cover cube, or as given / scheduled."""
     if source is not None:
@@ -169,8 +212,7 @@ def _pair_inputs(
             "give aoi and classes (or from_cube, a land-cover cube whose last two periods to "
             f"compare); got aoi={aoi!r}, classes={classes!r}"
         )
-    scheduled = flow_run.get_scheduled_start_time().date()
-    return aoi, list(classes), resolve_periods(before, after, scheduled)
+    return aoi, list(classes), resolve_periods(before, after, today or date.today())
 
 
 def resolve_periods(
@@ -218,15 +260,10 @@ def _period(name: str, value: list[str] | str) -> Period:
 
 
 def _from_cube(
-    store: str,
-    classes: list[str] | None,
-    before: Any,
-    after: Any,
-    resolution: float | None,
-    crs: str | None,
+    store: str, classes: list[str] | None, before: Any, after: Any, grid: GridOptions
 ) -> LandcoverPair:
     """The land-cover cube's pair, after refusing parameters that the cube already fixes."""
-    given = {"before": before, "after": after, "resolution": resolution, "crs": crs}
+    given = {"before": before, "after": after, **grid.model_dump()}
     clash = sorted(k for k, v in given.items() if v is not None)
     if clash:
         raise InputError(
@@ -249,25 +286,24 @@ def _lonlat_bbox(grid: GridSpec) -> list[float]:
 
 
 def _search(
-    catalog: str,
+    find: Any,
+    search: SearchOptions,
     aoi: Any,
     periods: tuple[Period, Period],
-    collections: list[str] | None,
-    max_cloud: float | None,
-    max_items: int,
     source: LandcoverPair | None,
 ) -> tuple[SearchResult, SearchResult]:
     """Both periods' scenes; with a land-cover cube exactly the items it recorded."""
     if source is None:
         return tuple(  # type: ignore[return-value]
-            search_items_task(catalog, aoi, start, end, collections, max_cloud, max_items)
+            find(search.catalog, aoi, start, end, search.collections, search.max_cloud,
+                 search.max_items)
             for start, end in periods
-        )
+        )  # fmt: skip
     results = []
     for (start, end), ids in zip(
         periods, (source.step.before.items, source.step.items), strict=True
     ):
-        found = search_items_task(catalog, aoi, start, end, collections, None, None)
+        found = find(search.catalog, aoi, start, end, search.collections, None, None)
         kept = tuple(i for i in found.items if i["id"] in ids)
         missing = sorted(set(ids) - {i["id"] for i in kept})
         if missing:

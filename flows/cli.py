@@ -26,35 +26,18 @@ def parse_classes_option(classes: str | None, classes_file: str | None) -> list[
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--backbone", default="ViT-B-16", choices=["ViT-B-16", "ViT-B-32", "ViT-L-14"]
-    )
-    group.add_argument(
-        "--weights", help="CLIP checkpoint path (default: weights dir, then download)"
-    )
-    group.add_argument("--upsampler", default="simfeatup", choices=["simfeatup", "bilinear"])
-    group.add_argument("--upsampler-weights", help="SimFeatUp checkpoint path")
-    group.add_argument("--prob-thd", type=float, default=0.0, help="min class probability")
-    group.add_argument(
-        "--bg-idx", type=int, default=0, help="class index for low-confidence pixels"
-    )
-    group.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    group.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    from terrawatch.flows.cli_common import add_option_group
+    from terrawatch.flows.options import ModelOptions
+
+    add_option_group(parser, ModelOptions, "model")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The values of the model option group, by the names the model APIs use."""
-    names = (
-        "backbone",
-        "weights",
-        "upsampler",
-        "upsampler_weights",
-        "prob_thd",
-        "bg_idx",
-        "batch_size",
-    )
-    return {name: getattr(args, name) for name in names}
+    from terrawatch.flows.cli_common import read_options
+    from terrawatch.flows.options import ModelOptions
+
+    return read_options(args, ModelOptions).model_dump(exclude={"device"})
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
@@ -186,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     from terrawatch.flows.cli_flood import add_flood_command
     from terrawatch.flows.cli_flows import add_flow_commands
 
-    add_flow_commands(sub, _add_model_options)
-    add_change_command(sub, _add_model_options)
-    add_flood_command(sub, _add_model_options)
+    add_flow_commands(sub)
+    add_change_command(sub)
+    add_flood_command(sub)
     add_align_command(sub)
     return parser
 

@@ -10,13 +10,25 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
+
+    from terrawatch.flows.options import Cli
+
+M = TypeVar("M", bound="BaseModel")
+
 CLASSES_HELP = 'comma-separated classes; "|" joins synonyms: "tree|forest"'
-CATALOG_HELP = "earth-search, planetary-computer, a STAC API URL or a local folder"
+AOI_HELP = "W,S,E,N in degrees, or a GeoJSON file"
+NONE = "none"
+"""The command-line word for None of an optional choice that has another default."""
 
 
 def add_classes_options(parser: argparse.ArgumentParser, classes_help: str = CLASSES_HELP) -> None:
@@ -27,33 +39,139 @@ def add_classes_options(parser: argparse.ArgumentParser, classes_help: str = CLA
     )
 
 
-def add_catalog_options(
-    parser: argparse.ArgumentParser, store_help: str, resolution_help: str
+def add_option_group(
+    parser: argparse.ArgumentParser,
+    options: type[BaseModel],
+    title: str,
+    exclude: Collection[str] = (),
 ) -> None:
-    """Catalog, store, grid and search options of the optical flow commands."""
-    parser.add_argument("--catalog", default="earth-search", help=CATALOG_HELP)
-    parser.add_argument("--store", required=True, help=store_help)
-    add_grid_options(parser, resolution_help)
-    parser.add_argument("--collections", nargs="+", help="STAC collections to search")
-    parser.add_argument("--max-cloud", type=float, default=20.0, help="max eo:cloud_cover, percent")
-    parser.add_argument("--max-items", type=int, default=50)
+    """Add an option group's fields as an argument group (read it with :func:`read_options`).
+
+    The flag is ``--field-name`` (or the field's :class:`~terrawatch.flows.options.Cli` flag),
+    the help the field's description with its default, a ``Literal`` gives the choices (plus
+    ``none`` where None is allowed but not the default), a list takes several words (or one
+    word split at the ``Cli`` separator) and a bool is a switch (``--no-name`` when it
+    defaults to True).
+
+    Args:
+        parser: The sub-command's parser.
+        options: The option group (a pydantic model of :mod:`terrawatch.flows.options`).
+        title: The group's title in ``--help``.
+        exclude: Fields the command sets itself.
+    """
+    group = parser.add_argument_group(title, _first_line(options.__doc__))
+    for name, field in options.model_fields.items():
+        if name not in exclude:
+            flag, kwargs = _argument(name, field)
+            group.add_argument(flag, dest=name, **kwargs)
 
 
-def add_grid_options(parser: argparse.ArgumentParser, resolution_help: str) -> None:
-    """``--resolution`` and ``--crs`` of the output grid."""
-    parser.add_argument("--resolution", type=float, help=resolution_help)
-    parser.add_argument("--crs", help="output CRS, default the AOI's UTM zone")
+def read_options(args: argparse.Namespace, options: type[M], **given: Any) -> M:
+    """The option group of the parsed command line (``given`` sets the excluded fields).
 
+    Raises:
+        InputError: an empty list option, or a value the group refuses.
+    """
+    from pydantic import ValidationError
 
-def add_run_options(parser: argparse.ArgumentParser, chunk: int, halo: bool = True) -> None:
-    """Chunk (and halo) size, loader and Dask scheduler."""
-    parser.add_argument("--chunk", type=int, default=chunk, help="output chunk size in pixels")
-    if halo:
-        parser.add_argument(
-            "--halo", type=int, default=112, help="context pixels around each chunk"
+    from terrawatch.errors import InputError
+
+    values = dict(given)
+    for name, field in options.model_fields.items():
+        if name in values or not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        sep = _cli(field).sep
+        if sep is not None and value is not None:
+            value = [v.strip() for v in value.split(sep) if v.strip()]
+            if not value:
+                raise InputError(
+                    f"{_flag(name, field)} needs at least one {sep!r}-separated name, got "
+                    f"{getattr(args, name)!r}"
+                )
+        values[name] = None if value == NONE and _none_choice(field) else value
+    try:
+        return options(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
-    parser.add_argument("--loader", default="odc", choices=["odc", "stackstac"])
-    parser.add_argument("--address", help="existing Dask scheduler, e.g. tcp://host:8786")
+        raise InputError(f"bad {options.__name__}: {problems}") from err
+
+
+def _argument(name: str, field: FieldInfo) -> tuple[str, dict[str, Any]]:
+    """The flag and ``add_argument`` keywords of one field."""
+    kind = _without_none(field.annotation)
+    default = field.default
+    text = (field.description or "").replace("%", "%%")
+    kwargs: dict[str, Any] = {"default": default}
+    if kind is bool:
+        if default:  # a switch that turns it off
+            return f"--no-{name.replace('_', '-')}", {
+                **kwargs, "action": "store_false", "help": f"do not {text}"
+            }  # fmt: skip
+        return _flag(name, field), {**kwargs, "action": "store_true", "help": text}
+    if get_origin(kind) is Literal:
+        choices = [str(c) for c in get_args(kind)]
+        kwargs["choices"] = [*choices, NONE] if _none_choice(field) else choices
+    elif get_origin(kind) is list:
+        if _cli(field).sep is None:
+            kwargs["nargs"] = "+"
+    elif kind in (int, float) and _allows_none(field) and default is not None:
+        kwargs["type"] = _or_none(kind)
+    elif kind in (int, float, str):
+        kwargs["type"] = kind
+    else:
+        raise TypeError(f"no command-line form for {name}: {field.annotation}; exclude it")
+    if default is not None:
+        text += " (default: %(default)s)"
+    flag = _flag(name, field)
+    if "choices" not in kwargs:
+        kwargs["metavar"] = flag.removeprefix("--").replace("-", "_").upper()
+    return flag, {**kwargs, "help": text}
+
+
+def _or_none(kind: type) -> Any:
+    """``kind`` of a word, or None of ``none`` (an optional number with another default)."""
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == NONE else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _flag(name: str, field: FieldInfo) -> str:
+    return _cli(field).flag or f"--{name.replace('_', '-')}"
+
+
+def _cli(field: FieldInfo) -> Cli:
+    from terrawatch.flows.options import Cli
+
+    return next((m for m in field.metadata if isinstance(m, Cli)), Cli())
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` of ``X | None`` (and of ``Optional[X]``); anything else as it is."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _allows_none(field: FieldInfo) -> bool:
+    return type(None) in get_args(field.annotation)
+
+
+def _none_choice(field: FieldInfo) -> bool:
+    """A choice that may be None but defaults to something else takes ``none``."""
+    literal = get_origin(_without_none(field.annotation)) is Literal
+    return literal and _allows_none(field) and field.default is not None
+
+
+def _first_line(text: str | None) -> str | None:
+    return text.strip().splitlines()[0] if text else None
 
 
 def read_classes(args: argparse.Namespace) -> list[str]:

@@ -3,83 +3,64 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from typing import Any
 
 from terrawatch.flows.cli_common import (
-    add_catalog_options,
+    AOI_HELP,
     add_classes_options,
-    add_run_options,
+    add_option_group,
     read_classes,
+    read_options,
     run_flow_with_progress,
+)
+from terrawatch.flows.options import (
+    GridOptions,
+    ModelOptions,
+    RunOptions,
+    SearchOptions,
+    TilingOptions,
 )
 
 
-def add_flow_commands(sub: argparse._SubParsersAction, add_model_options: Callable) -> None:
+def add_flow_commands(sub: argparse._SubParsersAction) -> None:
     """Register the flow sub-commands."""
     p = sub.add_parser("landcover", help="land-cover cube for an area and period (Prefect flow)")
-    p.add_argument("--aoi", required=True, help="W,S,E,N in degrees, or a GeoJSON file")
+    p.add_argument("--aoi", required=True, help=AOI_HELP)
     p.add_argument("--start", required=True, help="period start, ISO date")
     p.add_argument("--end", required=True, help="period end, ISO date (inclusive)")
     add_classes_options(p)
-    add_catalog_options(
-        p, "Zarr store path or fsspec URL", "output pixel size in metres (inference GSD)"
-    )
-    add_run_options(p, chunk=1024, halo=False)
-    add_model_options(p)
+    p.add_argument("--store", required=True, help="Zarr store path or fsspec URL")
+    add_option_group(p, SearchOptions, "search")
+    add_option_group(p, GridOptions, "grid")
+    add_option_group(p, TilingOptions, "tiling")
+    add_option_group(p, ModelOptions, "model")
+    add_option_group(p, RunOptions, "run")
     p.set_defaults(handler=run_landcover_command)
 
 
-def run_landcover_command(args: argparse.Namespace) -> int:
-    """Run the flow in this process; a thread polls the store's tile records for the bar."""
-    from terrawatch.flows.cli import model_options
-    from terrawatch.flows.landcover import ModelOptions, landcover
-
-    classes = read_classes(args)
-    options = ModelOptions(**model_options(args))
-    _preflight(args, classes)
-    params = dict(
+def landcover_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's parameters from the command line."""
+    return dict(
         aoi=args.aoi,
+        classes=read_classes(args),
         start=args.start,
         end=args.end,
-        classes=classes,
-        catalog=args.catalog,
         store=args.store,
-        collections=args.collections,
-        max_cloud=args.max_cloud,
-        max_items=args.max_items,
-        resolution=args.resolution,
-        crs=args.crs,
-        chunk=args.chunk,
-        loader=args.loader,
-        model=options,
-    )
-    return run_flow_with_progress(
-        landcover, params, args.address, args.store, args.start, "land cover"
+        search=read_options(args, SearchOptions),
+        grid=read_options(args, GridOptions),
+        tiling=read_options(args, TilingOptions),
+        model=read_options(args, ModelOptions),
     )
 
 
-def _preflight(args: argparse.Namespace, classes: list[str]) -> None:
-    """Fail in seconds, before a cluster starts: bad input, unreachable catalog, no weights.
+def run_landcover_command(args: argparse.Namespace) -> int:
+    """Check the inputs as the flow does (before any cluster starts), then run the flow here.
 
-    The catalog search validates the AOI, dates and collections and reaches the catalog; the
-    weights are resolved (downloaded once on first use, into the weights directory the
-    workers read from).
+    A thread polls the store's tile records for the progress bar.
     """
-    from terrawatch.models.segearth import SIMFEATUP_WEIGHTS
-    from terrawatch.models.text import parse_class_names
-    from terrawatch.models.weights import resolve_weights
-    from terrawatch.tasks.core.catalog import search_items
+    from terrawatch.flows.landcover import landcover, landcover_inputs
 
-    parse_class_names(classes)
-    search_items(
-        args.catalog,
-        args.aoi,
-        args.start,
-        args.end,
-        args.collections,
-        args.max_cloud,
-        args.max_items,
-    )
-    resolve_weights(args.backbone, args.weights)
-    if args.upsampler == "simfeatup":
-        resolve_weights(SIMFEATUP_WEIGHTS, args.upsampler_weights)
+    params = landcover_params(args)
+    landcover_inputs(**params)
+    address = read_options(args, RunOptions).address
+    return run_flow_with_progress(landcover, params, address, args.store, args.start, "land cover")

@@ -2,49 +2,82 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
 
+from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
-from terrawatch.tasks.core.catalog import search_items_task
+from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.period import resolve_period
 from terrawatch.tasks.core.worker_model import ModelSpec
 from terrawatch.tasks.landcover.plan import plan_landcover_task
 from terrawatch.tasks.landcover.publish import publish_landcover_task
 from terrawatch.tasks.landcover.tile import TileJob, segment_tiles_task
 
+__all__ = ["LandcoverInputs", "ModelOptions", "landcover", "landcover_inputs"]
 
-class ModelOptions(BaseModel):
-    """Segmenter choice and settings (published SegEarth-OV defaults)."""
 
-    backbone: Literal["ViT-B-16", "ViT-B-32", "ViT-L-14"] = "ViT-B-16"
-    weights: str | None = Field(
-        None, description="CLIP checkpoint path; default weights dir/download"
+@dataclass(frozen=True)
+class LandcoverInputs:
+    """A land-cover run's checked inputs: the period, the model spec and the scenes."""
+
+    start: str
+    """Period start (ISO date)."""
+    end: str
+    """Period end (ISO date, inclusive)."""
+    spec: ModelSpec
+    """The segmenter the workers load."""
+    scenes: SearchResult
+    """The period's scenes."""
+
+
+def landcover_inputs(
+    aoi: str | list[float] | dict[str, Any],
+    classes: list[str],
+    start: str | None = None,
+    end: str | None = None,
+    period_days: int = 7,
+    store: str = "landcover.zarr",
+    search: SearchOptions = SearchOptions(),
+    grid: GridOptions = GridOptions(),
+    tiling: TilingOptions = TilingOptions(),
+    model: ModelOptions = ModelOptions(),
+    *,
+    today: date | None = None,
+    tasks: bool = False,
+) -> LandcoverInputs:
+    """The flow's first step, and the command line's preflight: refuse bad input in seconds.
+
+    Checks the classes, the chunk, the model settings and the period, searches the catalog
+    (which checks the AOI, dates and collections and reaches it) and resolves the weights
+    (downloaded once, into the weights directory the workers read from). Takes the flow's
+    parameters.
+
+    Args:
+        today: The date a period of ``period_days`` ends before (default: today).
+        tasks: Search with the Prefect tasks (which retry), as the flow does.
+
+    Raises:
+        InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
+    """
+    from terrawatch.models.segearth import SegEarthSettings
+    from terrawatch.models.text import parse_class_names
+
+    parse_class_names(classes)
+    check_chunk(tiling.chunk)
+    SegEarthSettings(**dict(model.settings()))
+    start, end = resolve_period(start, end, period_days, today or date.today())
+    find = search_items_task if tasks else search_items
+    scenes = find(
+        search.catalog, aoi, start, end, search.collections, search.max_cloud, search.max_items
     )
-    upsampler: Literal["simfeatup", "bilinear"] = "simfeatup"
-    upsampler_weights: str | None = Field(None, description="SimFeatUp checkpoint path")
-    prob_thd: float = Field(0.0, ge=0, le=1, description="min class probability, else bg_idx")
-    bg_idx: int = Field(0, ge=0, description="class index for low-confidence pixels")
-    batch_size: int = Field(8, ge=1, description="windows per forward pass")
-
-    def spec(self, classes: list[str]) -> ModelSpec:
-        """The hashable spec the workers load the model from."""
-        settings = (
-            ("prob_thd", self.prob_thd),
-            ("bg_idx", self.bg_idx),
-            ("batch_size", self.batch_size),
-        )
-        return ModelSpec(
-            tuple(classes),
-            self.backbone,
-            self.weights,
-            self.upsampler,
-            self.upsampler_weights,
-            settings,
-        )
+    model.resolve_weights()
+    return LandcoverInputs(start, end, model.spec(classes), scenes)
 
 
 @flow(name="landcover", task_runner=dask_task_runner())
@@ -54,16 +87,11 @@ def landcover(
     start: str | None = None,
     end: str | None = None,
     period_days: int = 7,
-    catalog: str = "earth-search",
     store: str = "landcover.zarr",
-    collections: list[str] | None = None,
-    max_cloud: float | None = 20.0,
-    max_items: int = 50,
-    resolution: float | None = None,
-    crs: str | None = None,
-    chunk: int = 1024,
-    loader: Literal["odc", "stackstac"] = "odc",
-    model: ModelOptions | None = None,
+    search: SearchOptions = SearchOptions(),
+    grid: GridOptions = GridOptions(),
+    tiling: TilingOptions = TilingOptions(),
+    model: ModelOptions = ModelOptions(),
 ) -> dict[str, Any]:
     """Write one time step (the period ``start``..``end``) of a land-cover cube.
 
@@ -74,46 +102,43 @@ def landcover(
         end: Period end (ISO date, inclusive).
         period_days: Without start/end: the period is the ``period_days`` days before the
             scheduled run date (what scheduled monitoring deployments use).
-        catalog: ``earth-search``, ``planetary-computer``, a STAC API URL or a local folder.
         store: Zarr store path or fsspec URL; an existing cube gets a new time step.
-        collections: Collections to search (default: the catalog's Sentinel-2 L2A).
-        max_cloud: Maximum ``eo:cloud_cover`` in percent (None: no limit).
-        max_items: Maximum number of scenes.
-        resolution: Output pixel size in CRS units = inference GSD (default per sensor).
-        crs: Output CRS (default: UTM zone of the AOI centre).
-        chunk: Output chunk (tile) size in pixels.
-        loader: ``odc`` (odc-stac) or ``stackstac``.
+        search: Catalog, collections and scene filters.
+        grid: Output resolution and CRS (default: the sensor's GSD, the AOI's UTM zone).
+        tiling: Chunk (tile) size, halo and loader.
         model: Segmenter options.
 
     Returns:
         Store, time, tile counts and class areas.
     """
     logger = get_run_logger()
-    spec = (model or ModelOptions()).spec(classes)
-    scheduled = flow_run.get_scheduled_start_time()
-    start, end = resolve_period(start, end, period_days, scheduled.date())
-    search = search_items_task(catalog, aoi, start, end, collections, max_cloud, max_items)
+    scheduled = flow_run.get_scheduled_start_time().date()
+    inputs = landcover_inputs(
+        aoi, classes, start, end, period_days, store, search, grid, tiling, model,
+        today=scheduled, tasks=True,
+    )  # fmt: skip
     plan = plan_landcover_task(
-        search,
+        inputs.scenes,
         aoi,
-        start,
-        end,
-        spec,
+        inputs.start,
+        inputs.end,
+        inputs.spec,
         store,
-        resolution,
-        crs,
-        chunk,
+        grid.resolution,
+        grid.crs,
+        chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
     )
     jobs = [
-        TileJob(store, plan.cube.time_index, tile, chunk, plan.grid, plan.items, loader=loader)
+        TileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
+                halo=tiling.halo, loader=tiling.loader)
         for tile in plan.cube.todo
-    ]
+    ]  # fmt: skip
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
     tiles = run_tile_task(
-        segment_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model"
+        segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
     )
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {

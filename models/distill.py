@@ -55,6 +55,9 @@ from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
 
+TEACHER = "ViT-B-16"
+"""Weights name of the teacher: OpenAI CLIP ViT-B/16, the backbone AlignEarth was published for."""
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -155,7 +158,7 @@ class Distiller:
         Raises:
             WeightsNotFoundError: the CLIP checkpoint is missing and cannot be downloaded.
         """
-        path = resolve_weights("ViT-B-16", weights)
+        path = resolve_weights(TEACHER, weights)
         clip = load_clip(path, activation)
         info = {"weights": path.name, "sha256": file_sha256(path)}
         return cls(clip, settings, data, teacher_weights=info, device=device)

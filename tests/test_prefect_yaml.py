@@ -6,6 +6,7 @@ import importlib
 import inspect
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,37 @@ def test_entrypoints_resolve_to_flows_and_parameters_fit_their_signatures():
             p.name for p in signature.parameters.values() if p.default is inspect.Parameter.empty
         ]
         assert set(required) <= set(deployment.get("parameters", {})), deployment["name"]
+
+
+def test_deployment_parameters_pass_the_flows_own_validation():
+    """Nested option groups included: a misspelt field of a group is refused, not ignored."""
+    for deployment in _deployments():
+        flow = _flow(deployment)
+        params = flow.validate_parameters(deployment["parameters"])
+        for name, value in deployment["parameters"].items():
+            if isinstance(value, dict):  # an option group: its fields as given, the rest default
+                group = params[name]
+                assert group.model_dump(include=set(value)) == value, (deployment["name"], name)
+
+
+def test_a_misspelt_group_field_is_refused():
+    from prefect.exceptions import ParameterTypeError
+
+    landcover = next(d for d in _deployments() if d["name"] == "landcover-weekly")
+    params = {**landcover["parameters"], "search": {"max_clouds": 30}}
+    with pytest.raises(ParameterTypeError, match="max_clouds"):
+        _flow(landcover).validate_parameters(params)
+
+
+def test_no_flow_takes_more_than_twelve_parameters():
+    for deployment in _deployments():
+        count = len(inspect.signature(_flow(deployment).fn).parameters)
+        assert count <= 12, (deployment["entrypoint"], count)
+
+
+def _flow(deployment: dict):
+    path, name = deployment["entrypoint"].split(":")
+    return getattr(importlib.import_module(path), name)
 
 
 def test_monitoring_deployment_is_weekly_and_queues_overlapping_runs():

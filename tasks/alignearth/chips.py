@@ -100,7 +100,6 @@ class ChipRequest:
 
     def __post_init__(self) -> None:
         checks = [
-            ("max_days", self.max_days, _finite(self.max_days) and self.max_days >= 0, ">= 0"),
             ("chip", self.chip, _int(self.chip) and self.chip >= 32, "an int >= 32 (pixels)"),
             ("stride", self.stride, _int(self.stride) and self.stride >= 1, "an int >= 1"),
             ("min_valid", self.min_valid, _finite(self.min_valid) and 0 < self.min_valid <= 1,
@@ -109,6 +108,7 @@ class ChipRequest:
              "in [0, 1)"),
             ("max_items", self.max_items, _int(self.max_items) and self.max_items >= 1, ">= 1"),
         ]  # fmt: skip
+        check_max_days(self.max_days)
         for name, value, ok, allowed in checks:
             if not ok:
                 raise InputError(f"{name} must be {allowed}, got {value!r}")
@@ -235,6 +235,16 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def check_max_days(max_days: float) -> None:
+    """The pairing limit must be a finite number of days, at least 0.
+
+    Raises:
+        InputError: it is not.
+    """
+    if not (_finite(max_days) and max_days >= 0):
+        raise InputError(f"max_days must be a number >= 0 (days), got {max_days!r}")
+
+
 def pair_scenes(
     optical: Sequence[dict], sar: Sequence[dict], max_days: float, orbit: str | None = None
 ) -> list[ScenePair]:
@@ -247,8 +257,7 @@ def pair_scenes(
         InputError: ``max_days`` < 0 or a bad ``orbit``.
         NoScenesError: no optical day has a pass within ``max_days``; names the closest.
     """
-    if not (_finite(max_days) and max_days >= 0):
-        raise InputError(f"max_days must be a number >= 0 (days), got {max_days!r}")
+    check_max_days(max_days)
     sar = select_orbit(list(sar), orbit) if orbit is not None else list(sar)
     optical_groups = _groups(optical, lambda it: group_key(it, "solar_day"))
     sar_groups = _groups(sar, _sar_key)

@@ -22,6 +22,7 @@ from terrawatch.tasks.change.tile import ChangeSpec, worker_detector
 from terrawatch.tasks.core.bands import item_label, resolve_band
 from terrawatch.tasks.core.catalog import SearchResult, parse_aoi
 from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
@@ -111,7 +112,8 @@ def plan_change(
     grid: GridSpec | None = None,
     resolution: float | None = None,
     crs: str | None = None,
-    chunk: int = 1024,
+    *,
+    chunk: int,
     run_id: str | None = None,
 ) -> ChangePlan:
     """Check both dates, derive (or take) the grid, warm the detector and prepare the cube.
@@ -129,8 +131,7 @@ def plan_change(
         chunk: Tile size in pixels.
         run_id: Flow run id for the provenance.
     """
-    if chunk < 64:
-        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    check_chunk(chunk)
     items1, items2 = best_first(before.items), best_first(after.items)
     check_same_grid(items1, items2)
     if grid is None:

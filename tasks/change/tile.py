@@ -28,6 +28,7 @@ from terrawatch.models.segearth import SegEarthOV
 from terrawatch.models.text import parse_class_names
 from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.tile_runner import (
@@ -200,7 +201,7 @@ class ChangeTileJob:
     """Items of the earlier period, best first."""
     items_t2: tuple[dict, ...]
     """Items of the later period, best first."""
-    halo: int = 112
+    halo: int = HALO
     """Extra pixels read around the chunk: context for the segmenter's windows and for
     masks (superpixels, SAM objects) that cross the chunk border."""
     loader: str = "odc"

@@ -43,11 +43,11 @@ from terrawatch.tasks.core.cube_types import (
     CubeKind,
     CubePlan,
     TimeStep,
-    check_chunk,
     check_index,
     check_provenance,
     parse_time,
 )
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 
 logger = logging.getLogger(__name__)

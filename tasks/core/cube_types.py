@@ -292,12 +292,6 @@ def class_attrs(classes: ClassTable) -> dict[str, Any]:
     }
 
 
-def check_chunk(chunk: int) -> None:
-    """``chunk`` must be an int of at least 16 pixels."""
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 16:
-        raise InputError(f"chunk must be an int >= 16 (pixels per tile side), got {chunk!r}")
-
-
 def check_provenance(provenance: dict) -> None:
     """``provenance`` must be a JSON-serialisable dict that leaves the reserved keys alone."""
     if not isinstance(provenance, dict):

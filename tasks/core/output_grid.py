@@ -9,10 +9,8 @@ from collections.abc import Sequence
 import pyproj
 
 from terrawatch.errors import InputError
+from terrawatch.tasks.core.defaults import SENSOR_GSD
 from terrawatch.tasks.core.grid import GridSpec
-
-SENSOR_GSD: dict[str, float] = {"sentinel-2": 10.0, "sentinel-1": 10.0, "landsat": 30.0}
-"""Inference pixel size (m) per collection-name prefix: the sensor's finest common band."""
 
 
 def default_resolution(collection: str, item: dict | None = None) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 
 from terrawatch.errors import InputError
 from terrawatch.tasks.core.composite import best_pixel_composite
+from terrawatch.tasks.core.defaults import SAR_COMPOSITE, SAR_SPECKLE, SAR_SPECKLE_WINDOW
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.sar import (
     CO_POL,
@@ -59,11 +60,11 @@ class SarOptions:
 
     polarizations: tuple[str, ...] | None = None
     """Loaded polarisations; None: what ``composite`` needs, from the scenes."""
-    speckle: str | None = "lee"
+    speckle: str | None = SAR_SPECKLE
     """``lee``, ``refined_lee`` or None."""
-    speckle_window: int = 7
+    speckle_window: int = SAR_SPECKLE_WINDOW
     """Speckle filter window in pixels."""
-    composite: str = "grey"
+    composite: str = SAR_COMPOSITE
     """``grey`` (co-pol in 3 channels, what AlignEarth was shown on), ``dual`` or a pol name."""
 
     def __post_init__(self) -> None:

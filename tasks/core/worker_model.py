@@ -13,6 +13,7 @@ import torch
 
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.defaults import DEFAULT_BACKBONE
 from terrawatch.tasks.core.worker_process import (
     dask_worker,
     freeze_loaded_objects,
@@ -28,7 +29,7 @@ class ModelSpec:
 
     classes: tuple[str, ...]
     """Class entries; commas join synonyms (``"tree,forest"``)."""
-    backbone: str = "ViT-B-16"
+    backbone: str = DEFAULT_BACKBONE
     """CLIP backbone name."""
     weights: str | None = None
     """Explicit CLIP checkpoint path (else weights dir / download)."""
@@ -48,6 +49,8 @@ class ModelSpec:
     tasks then use it unchanged. For users' own segmenters, and for test doubles of the model.
     Worker processes must be able to import the module.
     """
+    device: str | None = None
+    """Torch device; None: CUDA where the worker has a GPU (or the process one), else CPU."""
 
     def load(self, device: str | None = None) -> SegEarthOV:
         """Build the model (native resolution: no long-side resize) and set its classes."""
@@ -98,7 +101,7 @@ def worker_model(spec: ModelSpec) -> SegEarthOV:
         if spec not in _MODELS:
             tune_worker_process()
             started = time.perf_counter()
-            _MODELS[spec] = spec.load(_worker_device())
+            _MODELS[spec] = spec.load(spec.device or _worker_device())
             logger.info("loaded %s in %.1f s", spec.backbone, time.perf_counter() - started)
             freeze_loaded_objects()
         return _MODELS[spec]

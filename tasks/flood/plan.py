@@ -17,6 +17,7 @@ from terrawatch.tasks.core.catalog import (
     parse_aoi,
 )
 from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
@@ -91,7 +92,8 @@ def plan_flood(
     post_optical: SearchResult | None = None,
     resolution: float | None = None,
     crs: str | None = None,
-    chunk: int = 1024,
+    *,
+    chunk: int,
     run_id: str | None = None,
 ) -> FloodPlan:
     """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
@@ -101,15 +103,8 @@ def plan_flood(
             be comparable), a bad chunk or grid, or an item lacks a band.
         FileNotFoundError, ValueError: an asset cannot be read.
     """
-    if chunk < 64:
-        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
-    try:
-        summary = check_sar_items([*pre.items, *post.items], sar.polarizations)
-    except InputError as err:
-        raise InputError(
-            f"the pre- and post-event SAR scenes are not comparable, so water changes would be "
-            f"geometry changes: {err}"
-        ) from err
+    check_chunk(chunk)
+    summary = check_comparable(pre, post, sar.polarizations)
     sar = sar.resolved(summary)
     _, bbox = parse_aoi(aoi)
     first = post.items[0]
@@ -141,6 +136,23 @@ def plan_flood(
         cube.n_tiles[0] * cube.n_tiles[1],
     )
     return FloodPlan(cube, grid, sides[0], sides[1], sar, summary)
+
+
+def check_comparable(
+    pre: SearchResult, post: SearchResult, polarizations: tuple[str, ...] | None
+) -> SarSummary:
+    """The SAR scenes of both sides share one orbit direction, polarisation set and geometry.
+
+    Raises:
+        InputError: they do not, so water changes would be geometry changes.
+    """
+    try:
+        return check_sar_items([*pre.items, *post.items], polarizations)
+    except InputError as err:
+        raise InputError(
+            f"the pre- and post-event SAR scenes are not comparable, so water changes would be "
+            f"geometry changes: {err}"
+        ) from err
 
 
 def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassTable]:

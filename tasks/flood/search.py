@@ -31,16 +31,9 @@ from terrawatch.tasks.core.sar import (
     check_sar_items,
     select_orbit,
 )
+from terrawatch.tasks.flood import DEFAULT_WATER_CLASSES
 
 logger = logging.getLogger(__name__)
-
-
-DEFAULT_CLASSES: tuple[str, ...] = ("water,river,lake,flood water", "land,field,building,road,tree")
-"""Classes of a flood run: one water class with synonyms against everything else."""
-
-
-DEFAULT_WATER_CLASSES: tuple[str, ...] = ("water",)
-"""Class names (display name or synonym) counted as water."""
 
 
 Side = Literal["pre", "post"]

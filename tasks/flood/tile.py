@@ -19,6 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.sar_composite import SarOptions, read_sar_composite
@@ -60,7 +61,7 @@ class FloodTileJob:
     """Scenes after the event."""
     sar: SarOptions
     """SAR composite options (polarisations resolved)."""
-    halo: int = 112
+    halo: int = HALO
     """Extra pixels read around the chunk: context for the segmenter and the speckle filter."""
     loader: str = "odc"
     """``odc`` or ``stackstac``."""

@@ -10,9 +10,9 @@ from datetime import date
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from terrawatch.errors import InputError
 from terrawatch.tasks.core.catalog import SearchResult, parse_aoi
 from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
@@ -46,12 +46,12 @@ def plan_landcover(
     store: str,
     resolution: float | None = None,
     crs: str | None = None,
-    chunk: int = 1024,
+    *,
+    chunk: int,
     run_id: str | None = None,
 ) -> RunPlan:
     """Derive the grid, check the inputs, warm the model and prepare the cube."""
-    if chunk < 64:
-        raise InputError(f"chunk must be >= 64 pixels, got {chunk!r}")
+    check_chunk(chunk)
     items = best_first(search.items)
     _, bbox = parse_aoi(aoi)
     collection = items[0].get("collection", "*")

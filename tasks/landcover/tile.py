@@ -16,6 +16,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.tile_runner import (
@@ -45,7 +46,7 @@ class TileJob:
     """The full output grid."""
     items: tuple[dict, ...]
     """STAC items of the period, best first (least cloudy)."""
-    halo: int = 112
+    halo: int = HALO
     """Extra pixels read around the chunk so windows at its border see context."""
     loader: str = "odc"
     """``odc`` or ``stackstac``."""

@@ -82,11 +82,12 @@ def test_flood_run_triggered_through_the_api_flags_the_planted_flood(stack, tmp_
     params = dict(
         aoi=scenes.flood_aoi(),
         event_date=scenes.EVENT,
-        catalog=str(scenes.make_flood_catalog(tmp_path / "scenes")),
         store=str(store),
-        collections=["sentinel-1-rtc"],
-        chunk=64,
-        halo=16,
+        search={
+            "catalog": str(scenes.make_flood_catalog(tmp_path / "scenes")),
+            "collections": ["sentinel-1-rtc"],
+        },
+        tiling={"chunk": 64, "halo": 16},
         model={"factory": scenes.FACTORY, "upsampler": "bilinear"},
     )
     flow_run = stack.trigger(f"flood/{FLOOD}", params)

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from terrawatch.flows.align_sar import ChipOptions, align_sar
+from terrawatch.flows.align_sar import align_sar
+from terrawatch.flows.options import ChipOptions, PairSearchOptions, TrainingOptions
 from terrawatch.models.segearth import SegEarthOV
 from tests.tasks.alignearth.test_chips import scene_aoi, write_optical, write_sar
 
@@ -47,11 +48,13 @@ def make_align_catalog(root: Path) -> Path:
 def align_params(catalog: Path, out: Path, teacher: Path, **overrides) -> dict:
     """Flow parameters of a small offline run (112-pixel chips, batch 8, one thread)."""
     params = dict(
-        aoi=scene_aoi(SIZE * 10.0), start="2024-06-01", end="2024-06-30", catalog=str(catalog),
-        optical_collections=["local"], sar_collections=["sentinel-1-rtc"], chip=112,
-        out=str(out), steps=STEPS, batch_size=8, weights=str(teacher), settings={"lr": 1e-3},
-        eval_every=10, save_every=20, device="cpu", threads=1,
-        chips=ChipOptions(max_cloud=None),
+        aoi=scene_aoi(SIZE * 10.0), start="2024-06-01", end="2024-06-30", out=str(out),
+        search=PairSearchOptions(catalog=str(catalog), optical_collections=["local"],
+                                 sar_collections=["sentinel-1-rtc"], max_cloud=None),
+        chips=ChipOptions(chip=112),
+        training=TrainingOptions(steps=STEPS, batch_size=8, weights=str(teacher),
+                                 settings={"lr": 1e-3}, eval_every=10, save_every=20,
+                                 device="cpu", threads=1),
     )  # fmt: skip
     return {**params, **overrides}
 
@@ -137,7 +140,7 @@ def test_rerun_resumes_from_the_last_checkpoint(first_run, dask_cluster, catalog
     _, out = first_run
     crashed = tmp_path / "student"
     shutil.copytree(out, crashed, ignore=shutil.ignore_patterns("chips.zarr", "step-0000040*"))
-    chips = ChipOptions(max_cloud=None, dataset=str(out / "chips.zarr"))
+    chips = ChipOptions(chip=112, dataset=str(out / "chips.zarr"))
     summary = run_align(dask_cluster, **align_params(catalog, crashed, tiny_clip_path, chips=chips))
     assert summary["resumed_from"] == 20 and summary["steps"] == STEPS
     assert summary["chips"]["reused"]

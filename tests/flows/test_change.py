@@ -16,7 +16,14 @@ from rasterio.transform import from_origin
 
 from terrawatch.errors import InputError, StoreMismatchError
 from terrawatch.flows.change import change, resolve_periods
-from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.flows.landcover import landcover
+from terrawatch.flows.options import (
+    ChangeOptions,
+    ChangeTilingOptions,
+    GridOptions,
+    ModelOptions,
+    SearchOptions,
+)
 from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.local_item import add_local_item
@@ -80,17 +87,17 @@ def _change(run_flow, catalog: Path, store: Path, model: ModelOptions, **kw):
         classes=CLASSES,
         before=BEFORE,
         after=AFTER,
-        catalog=str(catalog),
         store=str(store),
-        collections=["local"],
-        max_cloud=None,
-        resolution=RES,
-        crs="EPSG:32632",
-        chunk=128,
-        halo=32,
+        search=_search(catalog),
+        grid=GridOptions(resolution=RES, crs="EPSG:32632"),
+        tiling=ChangeTilingOptions(chunk=128, halo=32),
         model=model,
     )
     return run_flow(change, **{**params, **kw})
+
+
+def _search(catalog: Path) -> SearchOptions:
+    return SearchOptions(catalog=str(catalog), collections=["local"], max_cloud=None)
 
 
 def _files(store: Path, data_only: bool = True) -> dict[str, str]:
@@ -188,17 +195,16 @@ def test_from_cube_compares_the_last_two_land_cover_periods(run_flow, tmp_path, 
     for start, end in (BEFORE, AFTER):
         run_flow(
             landcover, aoi=pair_aoi(), start=start, end=end, classes=CLASSES,
-            catalog=str(catalog), store=str(landcover_store), collections=["local"],
-            max_cloud=None, resolution=RES, crs="EPSG:32632", chunk=128, model=model,
+            store=str(landcover_store), search=_search(catalog),
+            grid={"resolution": RES, "crs": "EPSG:32632"}, tiling={"chunk": 128}, model=model,
         )  # fmt: skip
     store = tmp_path / "from-cube.zarr"
     summary = run_flow(
         change,
         from_cube=str(landcover_store),
-        catalog=str(catalog),
         store=str(store),
-        chunk=128,
-        halo=32,
+        search={"catalog": str(catalog)},
+        tiling={"chunk": 128, "halo": 32},
         model=model,
     )
     cube = xr.open_zarr(store, decode_coords="all")
@@ -215,7 +221,9 @@ def test_from_cube_with_one_time_step_is_refused(run_flow, tmp_path, catalog, mo
     grid = GridSpec("EPSG:32632", RES, 346_004.5, 5_647_877.0, 346_123.0, 5_647_994.5)
     prepare_cube(str(landcover_store), grid, classes, TimeStep(*AFTER, ("pair-t2",)), {}, 128)
     with pytest.raises(InputError, match="has 1 time step"):
-        run_flow(change, from_cube=str(landcover_store), catalog=str(catalog), model=model)
+        run_flow(
+            change, from_cube=str(landcover_store), search={"catalog": str(catalog)}, model=model
+        )
 
 
 def test_dates_on_different_grids_are_refused_naming_both(run_flow, tmp_path, model):
@@ -236,12 +244,13 @@ def test_query_without_a_target_class_is_refused(run_flow, tmp_path, catalog, mo
 
 def test_empty_target_list_is_refused(run_flow, tmp_path, catalog, model):
     with pytest.raises(InputError, match=r"targets=\[\] holds no class"):
-        _change(run_flow, catalog, tmp_path / "x.zarr", model, targets=[])
+        _change(run_flow, catalog, tmp_path / "x.zarr", model, detection={"targets": []})
 
 
 def test_unknown_class_name_in_the_query_is_refused(run_flow, tmp_path, catalog, model):
     with pytest.raises(InputError, match=r"to_classes has unknown class name\(s\) \['airport'\]"):
-        _change(run_flow, catalog, tmp_path / "x.zarr", model, to_classes=["airport"])
+        detection = ChangeOptions(to_classes=["airport"])
+        _change(run_flow, catalog, tmp_path / "x.zarr", model, detection=detection)
 
 
 def test_periods_out_of_order_are_refused(run_flow, tmp_path, catalog, model):

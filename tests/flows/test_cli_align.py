@@ -63,7 +63,7 @@ def test_align_command_trains_offline_and_prints_the_summary(
 def test_negative_max_days_is_a_usage_error(main, catalog, tiny_clip_path, tmp_path, capsys):
     code = main(_args(catalog, tmp_path / "out", tiny_clip_path, "--max-days", "-1"))
     assert code == 2
-    assert "max_days must be >= 0, got -1.0" in capsys.readouterr().err
+    assert "max_days must be a number >= 0 (days), got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -62,7 +62,9 @@ def test_change_command_writes_a_cube_offline(
 def test_period_without_a_slash_is_a_usage_error(tmp_path, catalog, tiny_model_files, capsys):
     args = _args(catalog, tmp_path / "x.zarr", tiny_model_files, **{"--before": "2023-06-01"})
     assert main(args) == 2
-    assert "--before must be START/END" in capsys.readouterr().err
+    assert "before must be a period [start, end] of ISO dates or 'START/END'" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -70,7 +72,7 @@ def test_missing_aoi_without_a_land_cover_cube_is_a_usage_error(
     tmp_path, catalog, tiny_model_files, capsys
 ):
     assert main(_args(catalog, tmp_path / "x.zarr", tiny_model_files, **{"--aoi": None})) == 2
-    assert "--from-cube" in capsys.readouterr().err
+    assert "give aoi and classes (or from_cube" in capsys.readouterr().err
 
 
 def test_only_one_period_is_a_usage_error(tmp_path, catalog, tiny_model_files, capsys):

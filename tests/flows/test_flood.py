@@ -16,7 +16,8 @@ from rasterio.transform import from_origin
 from scipy.ndimage import binary_dilation
 
 from terrawatch.errors import InputError, NoScenesError
-from terrawatch.flows.flood import FloodModelOptions, flood
+from terrawatch.flows.flood import flood
+from terrawatch.flows.options import FloodModelOptions, FloodSearchOptions, TilingOptions
 from terrawatch.tasks.flood.search import flood_windows, search_sar_window, water_indices
 from tests.conftest import shared_data
 
@@ -124,11 +125,9 @@ def run_flood(dask_cluster, catalog: Path, store: Path, **overrides):
     params = dict(
         aoi=flood_aoi(),
         event_date=EVENT,
-        catalog=str(catalog),
         store=str(store),
-        collections=["sentinel-1-rtc"],
-        chunk=64,
-        halo=16,
+        search=FloodSearchOptions(catalog=str(catalog), collections=["sentinel-1-rtc"]),
+        tiling=TilingOptions(chunk=64, halo=16),
         model=FloodModelOptions(factory=FACTORY, upsampler="bilinear"),
     )
     runner = DaskTaskRunner(address=dask_cluster.scheduler_address)
@@ -295,7 +294,7 @@ def test_no_sar_scene_before_the_event_fails_before_any_work(
 ):
     store = tmp_path / "none.zarr"
     with pytest.raises(NoScenesError, match=r"no SAR scenes in the pre-event window 2024-04-27"):
-        run_flood(dask_cluster, catalog, store, event_date="2024-04-30", pre_days=3)
+        run_flood(dask_cluster, catalog, store, event_date="2024-04-30", windows={"pre_days": 3})
     assert not store.exists()
 
 
@@ -351,8 +350,14 @@ def test_cloud_free_optical_pixels_win_over_sar(prefect_api, dask_cluster, tmp_p
     image = optical_geotiff(tmp_path / "optical.tif")
     add_local_item(image, catalog, datetime="2024-05-11T10:00:00Z", item_id="optical-post")
     store = tmp_path / "optical.zarr"
-    run_flood(dask_cluster, catalog, store, optical=True, optical_collections=["local"],
-              max_cloud=None)  # fmt: skip
+    search = FloodSearchOptions(
+        catalog=str(catalog),
+        collections=["sentinel-1-rtc"],
+        optical=True,
+        optical_collections=["local"],
+        max_cloud=None,
+    )
+    run_flood(dask_cluster, catalog, store, search=search)  # fmt: skip
     cube = xr.open_zarr(store, decode_coords="all", mask_and_scale=False)
     covered = _scene_mask(cube, (slice(0, SIZE), slice(0, 80)))
     assert (cube.source_post.values[0][covered] == 2).all()

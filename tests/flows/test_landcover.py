@@ -11,7 +11,8 @@ import pytest
 import xarray as xr
 
 from terrawatch.errors import InputError, StoreMismatchError
-from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.flows.landcover import landcover
+from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.tasks.core.local_item import add_local_item
 from tests.conftest import shared_data
 
@@ -43,12 +44,10 @@ def _koeln(run_flow, catalog: Path, store: Path, model: ModelOptions, month: str
         start=f"2024-{month}-01",
         end=f"2024-{month}-02",
         classes=CLASSES,
-        catalog=str(catalog),
         store=str(store),
-        collections=["local"],
-        max_cloud=None,
-        resolution=2.0,
-        chunk=64,
+        search={"catalog": str(catalog), "collections": ["local"], "max_cloud": None},
+        grid={"resolution": 2.0},
+        tiling={"chunk": 64},
         model=model,
     )
     return run_flow(landcover, **{**params, **kw})
@@ -74,12 +73,10 @@ def test_sentinel2_cube_has_crs_flags_provenance_and_extent(run_flow, tmp_path, 
         start="2020-02-19",
         end="2020-02-19",
         classes=CLASSES,
-        catalog=str(catalog),
         store=str(store),
-        collections=["sentinel-2-l2a"],
-        max_cloud=None,
-        resolution=500.0,
-        chunk=64,
+        search=SearchOptions(catalog=str(catalog), collections=["sentinel-2-l2a"], max_cloud=None),
+        grid=GridOptions(resolution=500.0),
+        tiling=TilingOptions(chunk=64),
         model=model,
     )
     cube = xr.open_zarr(store, decode_coords="all", mask_and_scale=False)
@@ -136,8 +133,8 @@ def test_inverted_bbox_fails_before_any_work(run_flow, tmp_path, model):
             start="2024-06-01",
             end="2024-06-02",
             classes=CLASSES,
-            catalog=str(tmp_path),
             store=str(tmp_path / "x.zarr"),
+            search={"catalog": str(tmp_path)},
             model=model,
         )
     assert not (tmp_path / "x.zarr").exists()
@@ -157,8 +154,9 @@ def test_store_with_other_classes_is_refused_and_left_intact(
 def test_tiles_without_data_are_skipped_and_filled(run_flow, tmp_path, koeln_catalog, model):
     store = tmp_path / "wide.zarr"
     summary = _koeln(
-        run_flow, koeln_catalog, store, model, aoi="6.8060,50.9580,6.8130,50.9625", resolution=4.0
-    )
+        run_flow, koeln_catalog, store, model, aoi="6.8060,50.9580,6.8130,50.9625",
+        grid={"resolution": 4.0},
+    )  # fmt: skip
     assert summary["tiles"].get("nodata", 0) >= 1 and summary["tiles"].get("written", 0) >= 1
     cube = xr.open_zarr(store, mask_and_scale=False)
     assert (cube.landcover.values == 255).any() and (cube.landcover.values != 255).any()

@@ -26,19 +26,16 @@ PARAMS = dict(
     start="2024-06-01",
     end="2024-06-02",
     classes=CLASSES,
-    collections=["local"],
-    max_cloud=None,
-    resolution=1.0,
-    chunk=64,
+    grid={"resolution": 1.0},
+    tiling={"chunk": 64},
 )
 
 RUNNER = """
 import json, sys
-from flows.landcover import ModelOptions, landcover
 from prefect_dask import DaskTaskRunner
-from flows.runner import local_cluster
-params = json.loads(sys.argv[1])
-params["model"] = ModelOptions(**params["model"])
+from terrawatch.flows.landcover import landcover
+from terrawatch.flows.runner import local_cluster
+params = json.loads(sys.argv[1])  # option groups as dicts, as a deployment passes them
 # the flows' own local cluster (what dask_task_runner() builds), one worker to kill
 runner = DaskTaskRunner(cluster_class=local_cluster,
                         cluster_kwargs={"n_workers": 1, "threads_per_worker": 1,
@@ -63,7 +60,8 @@ def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, ti
         "upsampler_weights": str(tiny_model_files["simfeatup"]),
     }
     killed = tmp_path / "killed.zarr"
-    params = dict(PARAMS, catalog=str(catalog), store=str(killed), model=model)
+    search = {"catalog": str(catalog), "collections": ["local"], "max_cloud": None}
+    params = dict(PARAMS, search=search, store=str(killed), model=model)
     env = dict(os.environ, PREFECT_API_URL=prefect_api, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER, json.dumps(params)],
