@@ -132,9 +132,9 @@ def test_model_device_reaches_the_workers_spec():
 
 def test_one_chunk_rule_refuses_small_chunks_before_any_search(tmp_path):
     from terrawatch.flows.landcover import landcover_inputs
-    from terrawatch.tasks.core import cube_types
+    from terrawatch.tasks.core import cube_store
 
-    assert cube_types.check_chunk is check_chunk  # the cube store checks with the same rule
+    assert cube_store.check_chunk is check_chunk  # the cube store checks with the same rule
     check_chunk(64)
     with pytest.raises(InputError, match=r"chunk must be an int >= 64 .* got 63"):
         check_chunk(63)
