@@ -10,9 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from terrawatch.errors import InputError
+from terrawatch.flows.cli_common import validated, validated_params
+
 SETTING_OPTIONS = ("lr", "weight_decay", "temperature", "weight_infonce", "weight_cls",
                    "weight_region")  # fmt: skip
 """Distillation settings with their own option (``--lr``...); ``--setting NAME=VALUE`` for any."""
+
+CHIP_FLAGS = {"dataset": "--chips"}
+"""The chip option not named as its ``ChipOptions`` field (for error messages)."""
 
 
 def add_align_command(
@@ -93,6 +99,7 @@ def run_align_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.runner import dask_task_runner
 
     params = align_params(args)
+    validated_params(align_sar, params, CHIP_FLAGS)
     _preflight(params)
     runner = dask_task_runner(args.address)
     stop = threading.Event()
@@ -114,12 +121,13 @@ def align_params(args: argparse.Namespace) -> dict[str, Any]:
     """The flow parameters of the command line.
 
     Raises:
-        ValueError: a malformed ``--setting`` or ``--polarizations``, or bad chip options.
+        InputError: a malformed ``--setting`` or ``--polarizations``, or bad chip options.
     """
     from terrawatch.flows.align_sar import ChipOptions
 
-    chips = ChipOptions(
-        dataset=args.chips, stride=args.stride, min_valid=args.min_valid, holdout=args.holdout,
+    chips = validated(
+        ChipOptions, CHIP_FLAGS, dataset=args.chips, stride=args.stride,
+        min_valid=args.min_valid, holdout=args.holdout,
         resolution=args.resolution, crs=args.crs, max_cloud=args.max_cloud,
         max_items=args.max_items, orbit=args.orbit, polarizations=_polarizations(args),
         speckle=None if args.speckle == "none" else args.speckle,
@@ -145,7 +153,7 @@ def _settings(args: argparse.Namespace) -> dict[str, float]:
         except ValueError:
             number = None
         if not sep or not name.strip() or number is None:
-            raise ValueError(f"--setting must be NAME=NUMBER (e.g. lr=1e-4), got {entry!r}")
+            raise InputError(f"--setting must be NAME=NUMBER (e.g. lr=1e-4), got {entry!r}")
         settings[name.strip()] = number
     return settings
 
@@ -155,7 +163,7 @@ def _polarizations(args: argparse.Namespace) -> list[str] | None:
         return None
     names = [v.strip() for v in args.polarizations.split(",") if v.strip()]
     if not names:
-        raise ValueError(f"--polarizations needs comma-separated names, got {args.polarizations!r}")
+        raise InputError(f"--polarizations needs comma-separated names, got {args.polarizations!r}")
     return names
 
 

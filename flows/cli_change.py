@@ -7,12 +7,15 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from terrawatch.errors import InputError
 from terrawatch.flows.cli_common import (
     add_catalog_options,
     add_classes_options,
     add_run_options,
+    check_store_path,
     read_classes,
     run_flow_with_progress,
+    validated,
 )
 
 
@@ -61,7 +64,8 @@ def run_change_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.landcover import ModelOptions
 
     params = change_params(args)
-    params["model"] = ModelOptions(**model_options(args))
+    params["model"] = validated(ModelOptions, **model_options(args))
+    check_store_path(args.store)
     after_start = _preflight(args, params)
     return run_flow_with_progress(change, params, args.address, args.store, after_start, "change")
 
@@ -72,7 +76,7 @@ def change_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.classes or args.classes_file or not args.from_cube:
         classes = read_classes(args)
     if not args.from_cube and not args.aoi:
-        raise ValueError(
+        raise InputError(
             "give --aoi (with --before START/END and --after START/END, or neither for the last "
             "month vs the same month a year earlier), or --from-cube LANDCOVER.zarr"
         )
@@ -110,7 +114,7 @@ def _period(option: str, value: str | None) -> list[str] | None:
         return None
     parts = [p.strip() for p in value.split("/")]
     if len(parts) != 2 or not all(parts):
-        raise ValueError(
+        raise InputError(
             f"{option} must be START/END in ISO dates, e.g. 2024-06-01/2024-06-30, got {value!r}"
         )
     return parts

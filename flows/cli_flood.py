@@ -6,14 +6,19 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from terrawatch.errors import InputError
 from terrawatch.flows.cli_common import (
     add_classes_options,
     add_grid_options,
     add_run_options,
+    check_store_path,
     read_classes,
     run_flow_with_progress,
+    validated,
 )
-from terrawatch.tasks.flood.search import DEFAULT_CLASSES
+
+FLAGS = {"event_date": "--date", "factory": "--model-factory"}
+"""Flags not named as the flow parameter or option field they set (for error messages)."""
 
 
 def add_flood_command(
@@ -71,14 +76,19 @@ def run_flood_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.flood import FloodModelOptions, flood
 
     params = flood_params(args)
-    params["model"] = FloodModelOptions(
+    params["model"] = validated(
+        FloodModelOptions,
+        FLAGS,
         **model_options(args),
         sensor=args.sensor,
         optical_weights=args.optical_weights,
         factory=args.model_factory,
     )
+    check_store_path(args.store)
     event = _preflight(args, params)
-    return run_flow_with_progress(flood, params, args.address, args.store, event, "flood")
+    return run_flow_with_progress(
+        flood, params, args.address, args.store, event, "flood", flags=FLAGS
+    )
 
 
 def flood_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,6 +121,8 @@ def flood_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _classes(args: argparse.Namespace) -> list[str]:
+    from terrawatch.tasks.flood.search import DEFAULT_CLASSES
+
     if not (args.classes or args.classes_file):
         return list(DEFAULT_CLASSES)
     return read_classes(args)
@@ -121,7 +133,7 @@ def _names(option: str, value: str | None) -> list[str] | None:
         return None
     names = [v.strip() for v in value.split(",") if v.strip()]
     if not names:
-        raise ValueError(f"{option} needs at least one comma-separated name, got {value!r}")
+        raise InputError(f"{option} needs at least one comma-separated name, got {value!r}")
     return names
 
 

@@ -9,8 +9,10 @@ from terrawatch.flows.cli_common import (
     add_catalog_options,
     add_classes_options,
     add_run_options,
+    check_store_path,
     read_classes,
     run_flow_with_progress,
+    validated,
 )
 
 
@@ -35,7 +37,8 @@ def run_landcover_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.landcover import ModelOptions, landcover
 
     classes = read_classes(args)
-    options = ModelOptions(**model_options(args))
+    options = validated(ModelOptions, **model_options(args))
+    check_store_path(args.store)
     _preflight(args, classes)
     params = dict(
         aoi=args.aoi,
