@@ -1,4 +1,9 @@
-"""The ``terrawatch`` command: segment one image, manage local catalogs and weights, run flows."""
+"""The ``terrawatch`` command: segment one image, manage local catalogs and weights, run flows.
+
+``--help`` of every command answers without importing torch, Prefect, Dask or xarray: the
+command modules import only the standard library at the top, and each handler imports what its
+work needs (``bench/cli.py`` times it).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_USAGE = 2
+from terrawatch import __version__
+from terrawatch.errors import InputError, TerrawatchError, exit_codes
 
 
 def parse_classes_option(classes: str | None, classes_file: str | None) -> list[str] | Path:
     """``--classes "water,building,tree|forest"`` (``|`` joins synonyms) or ``--classes-file``."""
     if bool(classes) == bool(classes_file):
-        raise ValueError(
+        raise InputError(
             'give exactly one of --classes "water,building,..." or --classes-file FILE'
         )
     if classes_file:
         return Path(classes_file)
     entries = [entry.strip() for entry in classes.split(",")]
     if not all(entries):
-        raise ValueError(f"--classes has an empty class name: {classes!r}")
+        raise InputError(f"--classes has an empty class name: {classes!r}")
     return [",".join(word.strip() for word in entry.split("|")) for entry in entries]
 
 
@@ -49,15 +55,42 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes-file", help="class-name file: one class per line, synonyms by comma")
     p.add_argument("--out", required=True, help="output label GeoTIFF (uint8, colour table)")
     p.add_argument("--png", help="optional coloured preview PNG with legend")
-    p.add_argument("--bands", help="1-based R,G,B band indexes of a multiband raster, e.g. 4,3,2")
+    p.add_argument(
+        "--bands",
+        type=_band_indexes,
+        help="1-based R,G,B band indexes of a multiband raster, e.g. 4,3,2",
+    )
     p.add_argument(
         "--resize",
         default="448",
+        type=_long_side,
         help="long side the model sees, in pixels (default 448 as published); 'none' "
         "keeps the native resolution",
     )
     _add_model_options(p)
     p.set_defaults(handler=_run_segment)
+
+
+def _band_indexes(text: str) -> list[int]:
+    """``--bands 4,3,2``: integers (the image reader checks them against the file)."""
+    try:
+        return [int(band) for band in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give 1-based band indexes separated by commas, e.g. 4,3,2, got {text!r}"
+        ) from None
+
+
+def _long_side(text: str) -> int | None:
+    """``--resize 448`` or ``none`` (the model checks the value)."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give a number of pixels or 'none', got {text!r}"
+        ) from None
 
 
 def _run_segment(args: argparse.Namespace) -> int:
@@ -71,11 +104,9 @@ def _run_segment(args: argparse.Namespace) -> int:
     from terrawatch.tasks.core.worker_model import segment_array
 
     classes = parse_classes_option(args.classes, args.classes_file)
-    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
-    image = read_rgb_image(args.image, bands=bands)
-    resize = None if args.resize.lower() == "none" else int(args.resize)
+    image = read_rgb_image(args.image, bands=args.bands)
     model = SegEarthOV.from_pretrained(
-        device=args.device, resize_long_side=resize, **model_options(args)
+        device=args.device, resize_long_side=args.resize, **model_options(args)
     )
     names = model.set_classes(classes).names
     labels, _ = segment_array(model, image.rgb, image.valid)
@@ -147,7 +178,7 @@ def _run_weights_fetch(args: argparse.Namespace) -> int:
 
     unknown = [n for n in args.name if n not in REGISTRY and n not in HF_REGISTRY]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown weights {unknown}; known: {sorted(REGISTRY) + sorted(HF_REGISTRY)} "
             "(see `terrawatch weights list`)"
         )
@@ -158,8 +189,14 @@ def _run_weights_fetch(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(prog="terrawatch", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="terrawatch",
+        description=__doc__.split("\n\n")[0],
+        epilog=_exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"terrawatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_catalog(sub)
@@ -176,8 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_codes_epilog() -> str:
+    lines = [f"  {code}  {meaning}" for code, meaning in exit_codes().items()]
+    return "exit codes (terrawatch.errors):\n" + "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``terrawatch`` console script."""
+    """Entry point of the ``terrawatch`` console script.
+
+    A :class:`~terrawatch.errors.TerrawatchError` (something the user can fix) is printed as one
+    line, ``terrawatch COMMAND: error: MESSAGE``, and its ``exit_code`` returned; any other
+    exception is a bug and propagates with its traceback.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -185,16 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except (
-        ValueError,
-        LookupError,
-        FileNotFoundError,
-        FileExistsError,
-        ConnectionError,
-        TypeError,
-    ) as err:
-        print(f"terrawatch {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except TerrawatchError as err:
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"terrawatch {args.command}: error: {message}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from terrawatch.flows.cli_common import AOI_HELP, add_option_group, read_options
+from terrawatch.errors import InputError
+from terrawatch.flows.cli_common import (
+    AOI_HELP,
+    add_option_group,
+    read_options,
+    validated_params,
+)
 from terrawatch.flows.options import (
     ChipOptions,
     GridOptions,
@@ -22,6 +28,9 @@ from terrawatch.flows.options import (
 SETTING_OPTIONS = ("lr", "weight_decay", "temperature", "weight_infonce", "weight_cls",
                    "weight_region")  # fmt: skip
 """Distillation settings with their own option (``--lr``...); ``--setting NAME=VALUE`` for any."""
+
+ALIGN_FLAGS = {"dataset": "--chips"}
+"""The option not named as its field (for error messages)."""
 
 
 def add_align_command(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +71,7 @@ def run_align_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.runner import dask_task_runner
 
     params = align_params(args)
+    validated_params(align_sar, params, ALIGN_FLAGS)
     align_sar_inputs(**params)
     runner = dask_task_runner(read_options(args, RunOptions).address)
     stop = threading.Event()
@@ -108,7 +118,7 @@ def _settings(args: argparse.Namespace) -> dict[str, float]:
         except ValueError:
             number = None
         if not sep or not name.strip() or number is None:
-            raise ValueError(f"--setting must be NAME=NUMBER (e.g. lr=1e-4), got {entry!r}")
+            raise InputError(f"--setting must be NAME=NUMBER (e.g. lr=1e-4), got {entry!r}")
         settings[name.strip()] = number
     return settings
 

@@ -9,9 +9,11 @@ from terrawatch.flows.cli_common import (
     AOI_HELP,
     add_classes_options,
     add_option_group,
+    check_store_path,
     read_classes,
     read_options,
     run_flow_with_progress,
+    validated_params,
 )
 from terrawatch.flows.options import (
     ChangeOptions,
@@ -76,6 +78,8 @@ def run_change_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.change import change, change_inputs
 
     params = change_params(args)
+    check_store_path(args.store)
+    validated_params(change, params)
     inputs = change_inputs(**params)
     after_start = inputs.periods[1][0]
     address = read_options(args, RunOptions).address

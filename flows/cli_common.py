@@ -2,22 +2,26 @@
 
 Each command runs its flow in this process on a Dask task runner
 (:func:`run_flow_with_progress`) while a thread polls the store's ``tile_done`` record of the
-step being written and draws a tqdm bar.
+step being written and draws a tqdm bar. Only the standard library is imported at the top, so
+``--help`` stays fast; option values that Pydantic or Prefect refuse become one
+:class:`~terrawatch.errors.InputError` naming the flag the user typed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
 
-import numpy as np
+from terrawatch.errors import InputError
 
 if TYPE_CHECKING:
+    import numpy as np
     from pydantic import BaseModel
     from pydantic.fields import FieldInfo
 
@@ -74,8 +78,6 @@ def read_options(args: argparse.Namespace, options: type[M], **given: Any) -> M:
     """
     from pydantic import ValidationError
 
-    from terrawatch.errors import InputError
-
     values = dict(given)
     for name, field in options.model_fields.items():
         if name in values or not hasattr(args, name):
@@ -93,10 +95,60 @@ def read_options(args: argparse.Namespace, options: type[M], **given: Any) -> M:
     try:
         return options(**values)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        flags = {name: _flag(name, field) for name, field in options.model_fields.items()}
+        problems = [
+            f"{flag(e['loc'], flags)}: {e['msg']}, got {e['input']!r}" for e in err.errors()
+        ]
+        raise InputError("; ".join(problems)) from err
+
+
+def flag(loc: Sequence[object], flags: Mapping[str, str] | None = None) -> str:
+    """The flag of a parameter or option field: its innermost name (``model.prob_thd`` ->
+    ``--prob-thd``), or its entry in ``flags`` where the flag is named otherwise."""
+    names = [str(part) for part in loc if not str(part).isdigit()]  # list indexes dropped
+    if not names:
+        return "option"
+    return (flags or {}).get(names[-1]) or "--" + names[-1].replace("_", "-")
+
+
+def validated_params(
+    flow: Any, params: dict[str, Any], flags: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The flow's parameters as Prefect casts them; invalid ones are one InputError naming flags.
+
+    Prefect validates the parameters of every flow call; doing it here, before a cluster
+    starts, turns its ``ParameterTypeError`` (one `` - name.field: message`` line per problem)
+    into the command line's one line.
+    """
+    from prefect.exceptions import ParameterTypeError
+
+    quiet = logging.getLogger("prefect.flows")  # it logs the same problems at ERROR first
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return flow.validate_parameters(params)
+    except ParameterTypeError as err:
+        lines = [line[3:] for line in str(err).splitlines() if line.startswith(" - ")]
+        problems = []
+        for line in lines:
+            loc, _, message = line.partition(": ")
+            problems.append(f"{flag(loc.split('.'), flags)}: {message}")
+        raise InputError("; ".join(problems) or str(err)) from err
+    finally:
+        quiet.setLevel(level)
+
+
+def check_store_path(store: str, option: str = "--store") -> None:
+    """A local store path must be a folder or not exist yet (Zarr stores are folders)."""
+    if "://" in store:
+        return
+    path = Path(store).expanduser()
+    existing = next(part for part in (path, *path.parents) if part.exists())
+    if not existing.is_dir():
+        raise InputError(
+            f"{option} {store!r}: {str(existing)!r} is a file; give a folder path for the Zarr "
+            "store (it is created if missing) or an fsspec URL"
         )
-        raise InputError(f"bad {options.__name__}: {problems}") from err
 
 
 def _argument(name: str, field: FieldInfo) -> tuple[str, dict[str, Any]]:
@@ -250,11 +302,15 @@ def tiles_done(store: str, start: str) -> tuple[int, int]:
     index = _time_index(times, units, start)
     if index is None:
         return 0, 0
+    import numpy as np
+
     record = np.asarray(done[index])
     return int((record == 1).sum()), int(record.size)
 
 
 def _time_index(times: np.ndarray, units: str, start: str) -> int | None:
+    import numpy as np
+
     if not units.startswith("seconds since 1970-01-01"):
         return len(times) - 1 if len(times) else None
     target = np.datetime64(start[:10], "s").astype("int64")

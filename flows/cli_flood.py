@@ -10,9 +10,11 @@ from terrawatch.flows.cli_common import (
     CLASSES_HELP,
     add_classes_options,
     add_option_group,
+    check_store_path,
     read_classes,
     read_options,
     run_flow_with_progress,
+    validated_params,
 )
 from terrawatch.flows.options import (
     FloodModelOptions,
@@ -24,6 +26,9 @@ from terrawatch.flows.options import (
     TilingOptions,
 )
 from terrawatch.tasks.flood import DEFAULT_CLASSES, DEFAULT_WATER_CLASSES
+
+FLAGS = {"event_date": "--date", "factory": "--model-factory"}
+"""Flags not named as the flow parameter or option field they set (for error messages)."""
 
 
 def add_flood_command(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +84,8 @@ def run_flood_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.flood import flood, flood_inputs
 
     params = flood_params(args)
+    check_store_path(args.store)
+    validated_params(flood, params, FLAGS)
     inputs = flood_inputs(**params)
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(flood, params, address, args.store, inputs.windows.event, "flood")

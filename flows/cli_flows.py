@@ -9,9 +9,11 @@ from terrawatch.flows.cli_common import (
     AOI_HELP,
     add_classes_options,
     add_option_group,
+    check_store_path,
     read_classes,
     read_options,
     run_flow_with_progress,
+    validated_params,
 )
 from terrawatch.flows.options import (
     GridOptions,
@@ -61,6 +63,8 @@ def run_landcover_command(args: argparse.Namespace) -> int:
     from terrawatch.flows.landcover import landcover, landcover_inputs
 
     params = landcover_params(args)
+    check_store_path(args.store)
+    validated_params(landcover, params)
     landcover_inputs(**params)
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(landcover, params, address, args.store, args.start, "land cover")

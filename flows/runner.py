@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from prefect_dask import DaskTaskRunner
 
+from terrawatch.errors import InputError
+
 if TYPE_CHECKING:
     from distributed import LocalCluster
 
@@ -81,7 +83,7 @@ def _env_count(name: str, default: int) -> int:
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"${name} must be a positive integer, got {raw!r}; unset it or fix it")
+        raise InputError(f"${name} must be a positive integer, got {raw!r}; unset it or fix it")
     return int(raw)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from terrawatch.errors import InputError
 from terrawatch.models.clip_backbone import Activation
 
 Sensor = Literal["optical", "sar"]
@@ -54,9 +55,9 @@ def sensor_profile(sensor: str, backbone: str) -> SensorProfile:
     if sensor == "optical":
         return SensorProfile("optical", backbone, "quickgelu")
     if sensor != "sar":
-        raise ValueError(f"sensor must be one of {SENSORS}, got {sensor!r}")
+        raise InputError(f"sensor must be one of {SENSORS}, got {sensor!r}")
     if backbone != "ViT-B-16":
-        raise ValueError(
+        raise InputError(
             f"sensor='sar' uses AlignEarth, published for ViT-B-16 only, got backbone "
             f"{backbone!r}; pass backbone='ViT-B-16' (or sensor='optical' for optical CLIP)"
         )

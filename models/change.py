@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from terrawatch.errors import InputError
 from terrawatch.models.comparator import bitemporal_match, instance_ceg
 from terrawatch.models.features import FeatureExtractor
 from terrawatch.models.identifier import Identifier, instance_rule, landcover_rule, mask_class_probs
@@ -65,20 +66,20 @@ class ChangeSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in ("mci", "imc"):
-            raise ValueError(f"mode must be 'mci' or 'imc', got {self.mode!r}")
+            raise InputError(f"mode must be 'mci' or 'imc', got {self.mode!r}")
         if self.rule not in ("instance", "landcover"):
-            raise ValueError(f"rule must be 'instance' or 'landcover', got {self.rule!r}")
+            raise InputError(f"rule must be 'instance' or 'landcover', got {self.rule!r}")
         if not 90.0 < self.theta_deg <= 180.0:
-            raise ValueError(
+            raise InputError(
                 f"theta_deg must be in (90, 180] degrees, got {self.theta_deg!r}; the "
                 f"published values are 110-155 (145 for SAM-DINOv2-SegEarth-OV)"
             )
         for name, low, high in (("nms_iou", 0.0, 1.0), ("ceg_iou", 0.0, 1.0)):
             value = getattr(self, name)
             if not low <= value <= high:
-                raise ValueError(f"{name} must be within {low}..{high}, got {value!r}")
+                raise InputError(f"{name} must be within {low}..{high}, got {value!r}")
         if not 0.0 < self.area_thresh <= 1.0:
-            raise ValueError(f"area_thresh must be within (0, 1], got {self.area_thresh!r}")
+            raise InputError(f"area_thresh must be within (0, 1], got {self.area_thresh!r}")
         for name in ("targets", "from_classes", "to_classes"):
             value = getattr(self, name)
             _check_classes(name, value)
@@ -90,13 +91,13 @@ def _check_classes(name: str, value: tuple[int, ...] | None) -> None:
     if value is None:
         return
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise ValueError(f"{name} must be a tuple of class indices or None, got {value!r}")
+        raise InputError(f"{name} must be a tuple of class indices or None, got {value!r}")
     if len(value) == 0:
-        raise ValueError(f"{name} is empty: give at least one class index, or None for the default")
+        raise InputError(f"{name} is empty: give at least one class index, or None for the default")
     bad = [v for v in value if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
     bad += [v for v in value if isinstance(v, (int, np.integer)) and not 0 <= v <= MAX_CLASS]
     if bad:
-        raise ValueError(f"{name} must hold class indices 0..{MAX_CLASS}, got {list(value)!r}")
+        raise InputError(f"{name} must hold class indices 0..{MAX_CLASS}, got {list(value)!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,8 @@ from open_clip.model import CLIP, build_model_from_openai_state_dict
 from open_clip.transformer import QuickGELU
 from torch import Tensor, nn
 
+from terrawatch.errors import InputError
+
 Attention = Literal["segearth", "sclip", "clearclip", "maskclip", "vanilla"]
 ATTENTION_VARIANTS: tuple[str, ...] = ("segearth", "sclip", "clearclip", "maskclip", "vanilla")
 Activation = Literal["quickgelu", "gelu"]
@@ -62,10 +64,10 @@ def load_clip(
     chosen = activation or recorded or default_activation
     if chosen not in ACTIVATIONS:
         source = "activation" if activation else f"the activation recorded in {str(path)!r}"
-        raise ValueError(f"{source} must be one of {ACTIVATIONS}, got {chosen!r}")
+        raise InputError(f"{source} must be one of {ACTIVATIONS}, got {chosen!r}")
     missing = [key for key in _REQUIRED_KEYS if key not in state_dict]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{str(path)!r} is not a CLIP ViT checkpoint in the OpenAI/open_clip format: missing "
             f"keys {missing}; expected a full CLIP model such as OpenAI's ViT-B-16.pt"
             + _bare_tower_hint(state_dict)
@@ -75,7 +77,7 @@ def load_clip(
             state_dict, quick_gelu=chosen == "quickgelu", cast_dtype=None
         )
     except (RuntimeError, KeyError) as err:
-        raise ValueError(f"cannot build CLIP from {str(path)!r}: {err}") from err
+        raise InputError(f"cannot build CLIP from {str(path)!r}: {err}") from err
     # open_clip's builder loads into float16 weights, which rounds float32 checkpoints
     # (AlignEarth, distilled students): load once more at float32, exact for both kinds.
     model = model.float()
@@ -114,7 +116,7 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], str | None]:
         recorded = loaded.get("activation")
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
-        raise ValueError(f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict")
+        raise InputError(f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict")
     if loaded and next(iter(loaded)).startswith("module."):  # saved from DistributedDataParallel
         loaded = {key.removeprefix("module."): value for key, value in loaded.items()}
     return loaded, recorded
@@ -146,10 +148,10 @@ class DenseCLIPEncoder(nn.Module):
     ):
         super().__init__()
         if attention not in ATTENTION_VARIANTS:
-            raise ValueError(f"attention must be one of {ATTENTION_VARIANTS}, got {attention!r}")
+            raise InputError(f"attention must be one of {ATTENTION_VARIANTS}, got {attention!r}")
         n_blocks = len(visual.transformer.resblocks)
         if not 1 <= last_n_layers <= n_blocks:
-            raise ValueError(f"last_n_layers must be in 1..{n_blocks}, got {last_n_layers!r}")
+            raise InputError(f"last_n_layers must be in 1..{n_blocks}, got {last_n_layers!r}")
         self.visual = visual
         self.attention = attention
         self.last_n_layers = last_n_layers

@@ -41,6 +41,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIP
 from torch import Tensor, nn
 
+from terrawatch.errors import InputError, UnknownSettingError
 from terrawatch.models import distill_checkpoint as ckpt
 from terrawatch.models.clip_backbone import Activation, clip_activation, encode_tokens, load_clip
 from terrawatch.models.distill_losses import (
@@ -85,11 +86,11 @@ class DistillSettings:
         for name in ("lr", "weight_decay", "weight_infonce", "weight_cls", "weight_region"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr == 0:
-            raise ValueError("lr must be > 0, got 0")
+            raise InputError("lr must be > 0, got 0")
         if self.regions < 1 or self.log_every < 1:
-            raise ValueError(
+            raise InputError(
                 f"regions and log_every must be >= 1, got {self.regions!r}, {self.log_every!r}"
             )
 
@@ -99,7 +100,9 @@ class DistillSettings:
         valid = {field.name for field in fields(cls)}
         unknown = sorted(set(kwargs) - valid)
         if unknown:
-            raise TypeError(f"unknown distillation settings {unknown}; valid: {sorted(valid)}")
+            raise UnknownSettingError(
+                f"unknown distillation settings {unknown}; valid: {sorted(valid)}"
+            )
         return cls(**kwargs)
 
 

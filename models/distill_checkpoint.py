@@ -29,6 +29,7 @@ import open_clip
 import torch
 from torch import Tensor
 
+from terrawatch.errors import StoreMismatchError
 from terrawatch.models.clip_backbone import clip_activation
 from terrawatch.models.weights import file_sha256
 
@@ -109,7 +110,7 @@ def resume(distiller: Distiller, directory: Path) -> int:
         return 0
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(
+        raise StoreMismatchError(
             f"{str(manifest_path)!r} is not a distillation manifest (format "
             f"{manifest.get('format')!r}, expected {FORMAT!r}); resume from a directory "
             f"written by Distiller.save"
@@ -121,7 +122,7 @@ def resume(distiller: Distiller, directory: Path) -> int:
     theirs = manifest["teacher"].get("visual_sha256")
     ours = distiller.teacher_info["visual_sha256"]
     if theirs != ours:
-        raise ValueError(
+        raise StoreMismatchError(
             f"{str(model_path)!r} was distilled from teacher {theirs!r} (visual_sha256), but this "
             f"distiller's teacher is {ours!r}; resume with the same teacher weights "
             f"({manifest['teacher'].get('weights', 'unnamed')}) or use a new directory"
@@ -153,7 +154,7 @@ def check_architecture(
         shown = "; ".join(problems[:4]) + (
             f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
         )
-        raise ValueError(
+        raise StoreMismatchError(
             f"student checkpoint {str(path)!r} does not have the teacher's image-tower "
             f"architecture ({shown}); resume with the teacher it was distilled from, or start "
             f"in a new directory"

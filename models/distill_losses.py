@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from terrawatch.errors import InputError
+
 MAX_LOGIT_SCALE = 100.0
 """Upper bound of 1/τ (τ >= 0.01), as CLIP clamps its own logit scale; not in the paper."""
 
@@ -24,7 +26,7 @@ def log_inverse_temperature(temperature: float) -> float:
     cosines; τ = 0.07 gives s = +2.659. Learning ``log(1/τ)`` keeps τ positive.
     """
     if not 0.0 < temperature < 1.0:
-        raise ValueError(f"temperature must be in (0, 1), got {temperature!r}; the paper uses 0.07")
+        raise InputError(f"temperature must be in (0, 1), got {temperature!r}; the paper uses 0.07")
     return math.log(1.0 / temperature)
 
 

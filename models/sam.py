@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from terrawatch.errors import InputError, UnknownSettingError
 from terrawatch.models.hf_weights import model_sha256, resolve_hf_model
 from terrawatch.models.proposals import MaskSet, check_image, stable_nms
 
@@ -59,16 +60,16 @@ class SamSettings:
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise ValueError(
+            raise InputError(
                 f"points_per_side and points_per_batch must be >= 1, got "
                 f"{self.points_per_side!r} and {self.points_per_batch!r}"
             )
         for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within 0..1, got {value!r}")
+                raise InputError(f"{name} must be within 0..1, got {value!r}")
         if self.stability_score_offset < 0:
-            raise ValueError(
+            raise InputError(
                 f"stability_score_offset must be >= 0, got {self.stability_score_offset!r}"
             )
 
@@ -78,7 +79,9 @@ class SamSettings:
         valid = {item.name for item in fields(cls)}
         unknown = sorted(set(kwargs) - valid)
         if unknown:
-            raise TypeError(f"unknown SAM settings {unknown}; valid settings: {sorted(valid)}")
+            raise UnknownSettingError(
+                f"unknown SAM settings {unknown}; valid settings: {sorted(valid)}"
+            )
         return cls(**kwargs)
 
 

@@ -29,6 +29,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.tokenizer import SimpleTokenizer
 from torch import Tensor, nn
 
+from terrawatch.errors import InputError, UnknownSettingError
 from terrawatch.models.alignearth import Sensor, sensor_profile
 from terrawatch.models.clip_backbone import (
     Activation,
@@ -77,15 +78,15 @@ class SegEarthSettings:
 
     def __post_init__(self) -> None:
         if self.window <= 0 or self.stride <= 0 or self.stride > self.window:
-            raise ValueError(
+            raise InputError(
                 f"need 0 < stride <= window, got window={self.window}, stride={self.stride}"
             )
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size!r}")
         if not 0.0 <= self.prob_thd <= 1.0:
-            raise ValueError(f"prob_thd must be within 0..1, got {self.prob_thd!r}")
+            raise InputError(f"prob_thd must be within 0..1, got {self.prob_thd!r}")
         if self.resize_long_side is not None and self.resize_long_side < 1:
-            raise ValueError(
+            raise InputError(
                 f"resize_long_side must be >= 1 or None, got {self.resize_long_side!r}"
             )
 
@@ -95,7 +96,7 @@ class SegEarthSettings:
         valid = {field.name for field in fields(cls)}
         unknown = sorted(set(kwargs) - valid)
         if unknown:
-            raise TypeError(
+            raise UnknownSettingError(
                 f"unknown SegEarth-OV settings {unknown}; valid settings: {sorted(valid)}"
             )
         return cls(**kwargs)
@@ -161,14 +162,14 @@ class SegEarthOV(nn.Module):
             ValueError: unknown backbone/upsampler/sensor, or weights that do not fit.
         """
         if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; available: {sorted(BACKBONES)}")
+            raise InputError(f"unknown backbone {backbone!r}; available: {sorted(BACKBONES)}")
         profile = sensor_profile(sensor, backbone)
         parsed = SegEarthSettings.from_kwargs(**{**profile.settings, **settings})
         clip_path = resolve_weights(profile.weights, weights)
         clip = load_clip(clip_path, activation, default_activation=profile.activation)
         patch = int(clip.visual.conv1.kernel_size[0])
         if patch != BACKBONES[backbone]:
-            raise ValueError(
+            raise InputError(
                 f"weights {str(clip_path)!r} have patch size {patch}, but backbone {backbone!r} "
                 f"needs {BACKBONES[backbone]}; pass the matching backbone name or weights file"
             )
@@ -224,11 +225,11 @@ class SegEarthOV(nn.Module):
         """
         classes = parse_class_names(names_or_path)
         if len(classes.classes) > MAX_CLASSES:
-            raise ValueError(
+            raise InputError(
                 f"at most {MAX_CLASSES} classes are supported, got {len(classes.classes)}"
             )
         if not 0 <= self.settings.bg_idx < len(classes.classes):
-            raise ValueError(
+            raise InputError(
                 f"bg_idx={self.settings.bg_idx} is not a class index of {list(classes.names)}; "
                 f"set bg_idx to the index of the background class"
             )
@@ -366,16 +367,16 @@ def _build_upsampler(
     if upsampler == "bilinear":
         return None
     if upsampler != "simfeatup":
-        raise ValueError(f"upsampler must be 'simfeatup' or 'bilinear', got {upsampler!r}")
+        raise InputError(f"upsampler must be 'simfeatup' or 'bilinear', got {upsampler!r}")
     patch = BACKBONES[backbone]
     if backbone != "ViT-B-16" and explicit is None:
-        raise ValueError(
+        raise InputError(
             f"the published SimFeatUp weights are for ViT-B-16 only; for {backbone} pass "
             f"upsampler='bilinear' or upsampler_weights= trained for this backbone"
         )
     steps = math.log2(patch)
     if not steps.is_integer():
-        raise ValueError(
+        raise InputError(
             f"SimFeatUp upsamples by powers of 2; patch size {patch} of {backbone} is not"
         )
     path = resolve_weights(SIMFEATUP_WEIGHTS, explicit)
@@ -383,7 +384,7 @@ def _build_upsampler(
     embed_dim = int(clip.visual.proj.shape[1])
     feat_dim = int(module.fixup_proj[1].weight.shape[0])
     if feat_dim != embed_dim:
-        raise ValueError(
+        raise InputError(
             f"SimFeatUp weights {str(path)!r} are for {feat_dim}-d features but {backbone} gives "
             f"{embed_dim}-d; use weights trained for this backbone or upsampler='bilinear'"
         )

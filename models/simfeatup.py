@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from terrawatch.errors import InputError, WeightsNotFoundError
+
 logger = logging.getLogger(__name__)
 
 _CONV_TILE = 4
@@ -516,7 +518,7 @@ def save_simfeatup_checkpoint(module: JBUOne, path: str | Path) -> None:
 def _read_state_dict(path: Path) -> dict[str, Any]:
     """The checkpoint's ``state_dict`` with the ``upsampler.`` prefix removed."""
     if not path.is_file():
-        raise FileNotFoundError(
+        raise WeightsNotFoundError(
             f"SimFeatUp checkpoint {str(path)!r} does not exist; pass the path of the "
             f"published xclip_jbu_one_million_aid.ckpt (or a file saved in its format)"
         )
@@ -529,7 +531,7 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
         loaded = torch.load(path, map_location="cpu", weights_only=False)
     state = loaded.get("state_dict") if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(
+        raise InputError(
             f"{str(path)!r} is not a PyTorch Lightning checkpoint: expected a dict with a "
             f"'state_dict' entry, got {type(loaded).__name__}"
         )
@@ -548,7 +550,7 @@ def _check_keys(
         if key in state and getattr(state[key], "shape", None) != value.shape
     ]
     if missing or unexpected or misshapen:
-        raise ValueError(
+        raise InputError(
             f"{str(path)!r} is not a SimFeatUp JBUOne checkpoint for feat_dim={feat_dim}: "
             f"missing keys {missing}, unexpected keys {unexpected}, shape mismatches {misshapen}; "
             f"expected the keys of JBUOne().state_dict() prefixed {_CHECKPOINT_PREFIX!r}"

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import Tensor
 
+from terrawatch.errors import InputError, InputNotFoundError
+
 logger = logging.getLogger(__name__)
 
 # The 80 OpenAI ImageNet prompt templates ("a bad photo of a {}.", ...), as SegEarth-OV uses them.
@@ -61,12 +63,12 @@ def parse_class_names(names_or_path: str | Path | Sequence[str]) -> ClassNames:
     ):
         path = Path(names_or_path)
         if not path.is_file():
-            raise FileNotFoundError(f"class-name file {str(path)!r} does not exist")
+            raise InputNotFoundError(f"class-name file {str(path)!r} does not exist")
         lines = path.read_text(encoding="utf-8").splitlines()
         entries = [line for line in lines if line.strip()]
         source = f"class-name file {str(path)!r}"
     elif isinstance(names_or_path, str):
-        raise ValueError(
+        raise InputError(
             f"classes must be a list of names or a class-name file path, got the string "
             f"{names_or_path!r}; pass a list such as ['water', 'tree,forest']"
         )
@@ -74,12 +76,12 @@ def parse_class_names(names_or_path: str | Path | Sequence[str]) -> ClassNames:
         entries = list(names_or_path)
         source = "class list"
     if not entries:
-        raise ValueError(f"{source} is empty: give at least one class name, e.g. ['water', 'tree']")
+        raise InputError(f"{source} is empty: give at least one class name, e.g. ['water', 'tree']")
     classes = tuple(_split_synonyms(entry, source) for entry in entries)
     queries = [name for synonyms in classes for name in synonyms]
     duplicates = sorted({name for name in queries if queries.count(name) > 1})
     if duplicates:
-        raise ValueError(
+        raise InputError(
             f"{source} repeats the query words {duplicates}; each word may appear once"
         )
     return ClassNames(classes)
@@ -91,10 +93,10 @@ def _looks_like_path(text: str) -> bool:
 
 def _split_synonyms(entry: str, source: str) -> tuple[str, ...]:
     if not isinstance(entry, str):
-        raise ValueError(f"{source}: class names must be strings, got {entry!r}")
+        raise InputError(f"{source}: class names must be strings, got {entry!r}")
     synonyms = tuple(word.strip() for word in entry.split(","))
     if not all(synonyms):
-        raise ValueError(f"{source}: empty class name or synonym in {entry!r}")
+        raise InputError(f"{source}: empty class name or synonym in {entry!r}")
     return synonyms
 
 

@@ -32,7 +32,7 @@ import zarr
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from terrawatch.errors import InputError, NoScenesError, StoreMismatchError
+from terrawatch.errors import InputError, NoScenesError, OutputExistsError, StoreMismatchError
 from terrawatch.tasks.alignearth.chips import FORMAT, SHARD_CHIPS, ChipPart, ChipPlan, ChipRequest
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def write_chip_dataset(plan: ChipPlan, parts: list[ChipPart]) -> dict[str, Any]:
     manifest = _manifest(plan, meta["pair"], held)
     zarr.open_group(partial, mode="r+").attrs.update(manifest)
     if Path(plan.dataset).exists():
-        raise FileExistsError(f"{plan.dataset!r} appeared while chips were cut; rerun")
+        raise OutputExistsError(f"{plan.dataset!r} appeared while chips were cut; rerun")
     os.replace(partial, plan.dataset)
     shutil.rmtree(f"{plan.dataset}.parts", ignore_errors=True)
     logger.info("chip dataset %s: %d chips (%d held out)", plan.dataset, total, int(held.sum()))

@@ -104,7 +104,7 @@ class TrainJob:
         for name, value in values.items():
             if kinds.get(name) in ("int", int) and isinstance(value, float):
                 if not value.is_integer():
-                    raise ValueError(f"setting {name} must be an integer, got {value!r}")
+                    raise InputError(f"setting {name} must be an integer, got {value!r}")
                 values[name] = int(value)
         return DistillSettings.from_kwargs(**values)
 

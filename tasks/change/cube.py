@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from terrawatch.errors import InputError
+from terrawatch.errors import InputError, InputNotFoundError
 from terrawatch.tasks.core.cube_store import (
     open_finished_step,
     prepare_step,
@@ -277,7 +277,7 @@ def read_landcover_pair(store: str) -> LandcoverPair:
     """
     ds = read_store(store)
     if ds is None:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"from_cube={store!r}: no Zarr store there; give the path of a land-cover cube "
             "written by `terrawatch landcover`"
         )

@@ -12,7 +12,7 @@ import rasterio
 import rasterio.errors
 from rasterio.windows import Window
 
-from terrawatch.errors import InputError
+from terrawatch.errors import InputError, InputNotFoundError
 from terrawatch.tasks.core.bands import item_label
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -99,19 +99,19 @@ def check_asset(href: str, index: int) -> None:
     """Open ``href``, check its band count and CRS and read its last block; clear errors."""
     local = not URL.match(href) and not href.startswith("/vsi")
     if local and not Path(href).exists():
-        raise FileNotFoundError(f"asset file {href!r} does not exist; fix the item's href")
+        raise InputNotFoundError(f"asset file {href!r} does not exist; fix the item's href")
     try:
         with rasterio.open(href) as src:
             if src.count < index:
-                raise ValueError(f"{href!r} has {src.count} band(s); band {index} was asked for")
+                raise InputError(f"{href!r} has {src.count} band(s); band {index} was asked for")
             if src.crs is None:
-                raise ValueError(
+                raise InputError(
                     f"{href!r} has no CRS (radar geometry with GCPs?); use a map-projected product"
                 )
             src.read(index, window=last_block(src, index))
     except rasterio.errors.RasterioIOError as err:
         if "404" in str(err) or "No such file" in str(err):
-            raise FileNotFoundError(f"asset {href!r} not found: {err}") from err
-        raise ValueError(
+            raise InputNotFoundError(f"asset {href!r} not found: {err}") from err
+        raise InputError(
             f"asset {href!r} is not a readable raster (corrupt or truncated?): {err}"
         ) from err

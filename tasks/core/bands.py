@@ -198,7 +198,7 @@ def _header_dtype(href: str, index: int) -> str:
         with rasterio.open(href) as src:
             return src.dtypes[index - 1]
     except (rasterio.errors.RasterioIOError, IndexError) as err:
-        raise ValueError(
+        raise InputError(
             f"cannot read the data type of band {index} of {href!r} ({err}); "
             "add raster:bands data_type to the item or fix the file"
         ) from err

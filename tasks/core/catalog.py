@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from terrawatch.errors import InputError, NoScenesError, TerrawatchError
+from terrawatch.errors import CatalogUnreachableError, InputError, NoScenesError, TerrawatchError
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +439,7 @@ def _refuse_remote_when_offline(url: str) -> None:
     """With TERRAWATCH_OFFLINE=1 only loopback STAC APIs may be contacted."""
     offline = os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
     if offline and urlparse(url).hostname not in _LOOPBACK_HOSTS:
-        raise ConnectionError(
+        raise CatalogUnreachableError(
             f"Not contacting the STAC catalog {url!r}: offline mode is on ({OFFLINE_ENV}="
             f"{os.environ[OFFLINE_ENV]!r}); unset it to search online. {_OFFLINE_HINT}"
         )
@@ -447,7 +447,7 @@ def _refuse_remote_when_offline(url: str) -> None:
 
 @contextmanager
 def _network_errors(url: str) -> Iterator[None]:
-    """Turn 'cannot connect' failures anywhere in pystac-client into one ConnectionError."""
+    """Turn failures to reach or use the STAC API in pystac-client into one ConnectionError."""
     import requests
     from pystac_client.exceptions import APIError
 
@@ -457,12 +457,15 @@ def _network_errors(url: str) -> Iterator[None]:
         cause: BaseException | None = err
         while cause is not None:
             if isinstance(cause, requests.ConnectionError | requests.Timeout):
-                raise ConnectionError(
+                raise CatalogUnreachableError(
                     f"Could not reach the STAC catalog {url!r}: {cause}. Check the URL and the "
                     f"network. {_OFFLINE_HINT}"
                 ) from err
             cause = cause.__cause__ or cause.__context__
-        raise
+        raise CatalogUnreachableError(
+            f"The STAC catalog {url!r} answered with an error: {err}. Check the URL; if it is "
+            f"right, the service may be down: try again later. {_OFFLINE_HINT}"
+        ) from err
 
 
 def _open_client(url: str, modifier: Callable[[Any], Any] | None) -> Any:
@@ -626,8 +629,8 @@ def _retry_unless_user_error(task_: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry transient failures, never bad input or no scenes."""
     try:
         state.result()
-    except TerrawatchError:
-        return False
+    except TerrawatchError as err:
+        return err.transient
     except Exception:
         return True
     return True

@@ -19,6 +19,7 @@ from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+from terrawatch.errors import InputError, InputNotFoundError
 from terrawatch.tasks.core.render import (
     as_label_array,
     class_colors,
@@ -109,7 +110,7 @@ def read_rgb_image(
         raise ValueError(f"stretch must be one of {STRETCHES!r}, got {stretch!r}")
     name = os.fspath(path)
     if not Path(name).exists():
-        raise FileNotFoundError(f"image file {name!r} does not exist; check the path")
+        raise InputNotFoundError(f"image file {name!r} does not exist; check the path")
     try:
         with _open_quietly(name) as src:
             chosen = _choose_bands(src, bands, name)
@@ -118,7 +119,7 @@ def read_rgb_image(
             rgb = _to_unit_rgb(bands_rgb, valid, stretch)
             profile = _source_profile(src)
     except (RasterioError, OSError) as err:
-        raise ValueError(
+        raise InputError(
             f"{name!r} is not a readable raster ({err}); check that the file is complete and "
             "in a format GDAL reads (GeoTIFF, PNG, JPEG, ...)"
         ) from err
@@ -216,7 +217,7 @@ def _choose_bands(src: Any, bands: Sequence[int] | None, name: str) -> tuple[int
         return (data_bands[0],) * 3  # type: ignore[return-value]
     if src.count in (3, 4):
         return (1, 2, 3)
-    raise ValueError(
+    raise InputError(
         f"cannot tell the red, green and blue bands of {name!r}: {src.count} bands, colour "
         f"interpretation {[c.name for c in interp]!r}, descriptions {list(src.descriptions)!r}; "
         "pass bands=(red, green, blue) as 1-based indexes"
@@ -227,9 +228,9 @@ def _explicit_bands(bands: Sequence[int], count: int, name: str) -> tuple[int, i
     """Validate user-given 1-based band indexes (3, or 1 replicated to grey)."""
     chosen = tuple(int(b) for b in bands)
     if len(chosen) not in (1, 3):
-        raise ValueError(f"bands must hold 3 indexes (R, G, B) or 1 (grey), got {bands!r}")
+        raise InputError(f"bands must hold 3 indexes (R, G, B) or 1 (grey), got {bands!r}")
     if any(not 1 <= b <= count for b in chosen):
-        raise ValueError(
+        raise InputError(
             f"bands={chosen!r} is out of range: {name!r} has {count} band(s), valid indexes "
             f"are 1..{count} (1-based)"
         )
@@ -407,7 +408,7 @@ def _write_band_metadata(
 def _replace_on_success(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if no error occurs."""
     if not path.parent.is_dir():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"output directory {str(path.parent)!r} of {str(path)!r} does not exist; "
             "create it first"
         )

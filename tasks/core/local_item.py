@@ -23,7 +23,7 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
-from terrawatch.errors import InputError
+from terrawatch.errors import InputError, InputNotFoundError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +153,13 @@ def _check_id_free(folder: Path, item_id: str, target: Path, overwrite: bool) ->
     from terrawatch.tasks.core.catalog import load_local_items
 
     if target.exists() and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"item {item_id!r} already exists at {str(target)!r}; pass overwrite=True "
             "(--overwrite) to replace it, or item_id= (--id) to add it under another id"
         )
     for item, source in load_local_items(folder):
         if item["id"] == item_id and Path(source) != target:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"item {item_id!r} is already in {source!r} in catalog {str(folder)!r}; remove "
                 "it there, or pass item_id= (--id) to add this image under another id"
             )
@@ -169,7 +169,7 @@ def _check_id_free(folder: Path, item_id: str, target: Path, overwrite: bool) ->
 def _open_raster(path: Path) -> Iterator[Any]:
     """Open the raster, refusing missing, unreadable or un-georeferenced files by name."""
     if not path.is_file():
-        raise FileNotFoundError(f"image {str(path)!r} does not exist; give a GeoTIFF file path")
+        raise InputNotFoundError(f"image {str(path)!r} does not exist; give a GeoTIFF file path")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -21,7 +21,7 @@ from odc.geo.xr import xr_coords
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from terrawatch.errors import InputError
+from terrawatch.errors import InputError, InputNotFoundError
 from terrawatch.tasks.core.assets import URL, asset_href, last_block
 from terrawatch.tasks.core.bands import item_label, resolve_band
 from terrawatch.tasks.core.grid import GridSpec
@@ -229,7 +229,7 @@ def check_sar_readable(
             href = asset_href(item, ref.asset)
             href = patch_url(href) if patch_url else href
             if not URL.match(href) and not Path(href).exists():
-                raise FileNotFoundError(f"asset {pol!r} of {item_label(item)}: no file {href!r}")
+                raise InputNotFoundError(f"asset {pol!r} of {item_label(item)}: no file {href!r}")
             _check_sar_asset(item, href, ref.index, summary.radar_geometry)
 
 
@@ -237,19 +237,19 @@ def _check_sar_asset(item: dict, href: str, index: int, radar: bool) -> None:
     try:
         with rasterio.open(href) as src:
             if src.crs is None and not radar:
-                raise ValueError(
+                raise InputError(
                     f"{item_label(item)} has proj:* metadata but its file {href!r} has no CRS "
                     "(radar geometry?); remove its proj:* fields so load_sar warps it with its "
                     "GCPs, or use the RTC product"
                 )
             if src.crs is None and not src.gcps[0]:
-                raise ValueError(
+                raise InputError(
                     f"{href!r} of {item_label(item)} has neither a CRS nor GCPs: it cannot be "
                     "placed on a map; use a georeferenced product"
                 )
             src.read(index, window=last_block(src, index))
     except rasterio.errors.RasterioIOError as err:
-        raise ValueError(f"asset {href!r} of {item_label(item)} is not readable: {err}") from err
+        raise InputError(f"asset {href!r} of {item_label(item)} is not readable: {err}") from err
 
 
 # --- readers: one item -> {pol: (1, y, x) float32 linear power, NaN invalid} -----------------
@@ -316,13 +316,13 @@ def warp_with_gcps(
             placeable = src.crs is not None or (gcps and gcp_crs is not None)
             count = src.count
     except rasterio.errors.RasterioIOError as err:
-        raise ValueError(f"cannot open {href!r} to warp it: {err}") from err
+        raise InputError(f"cannot open {href!r} to warp it: {err}") from err
     if not placeable:
-        raise ValueError(
+        raise InputError(
             f"{href!r} has no CRS and no GCPs with a CRS: it cannot be placed on {grid.crs}"
         )
     if not 1 <= index <= count:
-        raise ValueError(f"{href!r} has {count} band(s); band {index} was asked for")
+        raise InputError(f"{href!r} has {count} band(s); band {index} was asked for")
     return da.map_blocks(
         _warp_block,
         href=href,

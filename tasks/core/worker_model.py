@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from terrawatch.errors import InputError
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.defaults import DEFAULT_BACKBONE
@@ -76,14 +77,14 @@ class ModelSpec:
 
         module, _, name = str(self.factory).partition(":")
         if not module or not name:
-            raise ValueError(
+            raise InputError(
                 f"factory must be 'package.module:callable', got {self.factory!r}; e.g. "
                 "'my_models.water:build'"
             )
         try:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as err:
-            raise ValueError(
+            raise InputError(
                 f"factory {self.factory!r} cannot be imported ({err}); put its module on the "
                 "PYTHONPATH of the flow and of every Dask worker"
             ) from err

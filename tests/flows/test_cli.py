@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +90,7 @@ def test_segment_with_missing_weights_offline_says_how_to_get_them(tmp_path, cap
     code = main(
         ["segment", str(image), "--classes", "water,tree", "--out", str(tmp_path / "x.tif")]
     )
-    assert code == 2
+    assert code == 5  # WeightsNotFoundError
     err = capsys.readouterr().err
     assert "ViT-B-16.pt" in err and "TERRAWATCH_WEIGHTS_DIR" in err
     assert not (tmp_path / "x.tif").exists()
@@ -121,9 +123,9 @@ def test_classes_option_joins_synonyms_with_a_bar():
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("terrawatch")
+    exe = shutil.which("terrawatch", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.skip("terrawatch is not installed in this environment (pip install -e .)")
+        pytest.skip("terrawatch is not installed beside this Python (pip install -e .)")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "segment" in out.stdout and "landcover" in out.stdout
 
@@ -145,5 +147,5 @@ def test_weights_fetch_of_an_unknown_name_lists_the_known_ones(capsys):
 def test_weights_fetch_offline_says_how_to_get_the_model(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TERRAWATCH_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("TERRAWATCH_OFFLINE", "1")
-    assert main(["weights", "fetch", "dinov2-base"]) == 2
+    assert main(["weights", "fetch", "dinov2-base"]) == 5  # WeightsNotFoundError
     assert "dinov2-base" in capsys.readouterr().err

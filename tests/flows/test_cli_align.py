@@ -1,4 +1,4 @@
-"""``terrawatch align-sar``: an offline run; bad arguments give a clear message and exit code 2."""
+"""``terrawatch align-sar``: an offline run; bad arguments give one clear line and exit code."""
 
 from __future__ import annotations
 
@@ -85,15 +85,15 @@ def test_zero_steps_is_a_usage_error(main, catalog, tiny_clip_path, tmp_path, ca
     assert "steps must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
-def test_no_pair_within_max_days_is_a_usage_error(main, catalog, tiny_clip_path, tmp_path, capsys):
+def test_no_pair_within_max_days_is_no_scenes(main, catalog, tiny_clip_path, tmp_path, capsys):
     code = main(_args(catalog, tmp_path / "out", tiny_clip_path, "--max-days", "0.5"))
-    assert code == 2
+    assert code == 3  # NoScenesError
     assert "no optical/SAR pair within max_days=0.5" in capsys.readouterr().err
 
 
-def test_missing_teacher_weights_is_a_usage_error(main, catalog, tmp_path, capsys):
+def test_missing_teacher_weights_is_weights_not_found(main, catalog, tmp_path, capsys):
     code = main(_args(catalog, tmp_path / "out", tmp_path / "missing.pt"))
-    assert code == 2
+    assert code == 5  # WeightsNotFoundError
     assert "missing.pt' given for ViT-B-16 does not exist" in capsys.readouterr().err
 
 

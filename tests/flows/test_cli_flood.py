@@ -85,7 +85,7 @@ def test_unknown_water_class_is_a_usage_error(main, tmp_path, catalog, capsys):
 
 def test_no_scenes_after_the_event_is_a_clear_error(main, tmp_path, catalog, capsys):
     code = main(_args(catalog, tmp_path / "x.zarr", **{"--date": "2024-05-20"}))
-    assert code == 2
+    assert code == 3  # NoScenesError
     assert "no SAR scenes in the post-event window 2024-05-20..2024-05-26" in (
         capsys.readouterr().err
     )
