@@ -19,6 +19,7 @@ from terrawatch.flows.options import (
     SearchOptions,
 )
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.tasks.change.cube import ChangeStep, LandcoverPair, read_landcover_pair
 from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
@@ -37,8 +38,8 @@ class ChangeInputs:
 
     aoi: Any
     """The AOI (with ``from_cube`` and none given: the cube's extent)."""
-    classes: list[str]
-    """Class entries (commas join synonyms)."""
+    classes: ClassNames
+    """The class list (from the cube with ``from_cube``)."""
     periods: tuple[Period, Period]
     """``(start, end)`` of the earlier and the later period."""
     spec: ChangeSpec
@@ -200,19 +201,19 @@ def _pair_inputs(
     after: Any,
     source: LandcoverPair | None,
     today: date | None,
-) -> tuple[Any, list[str], tuple[Period, Period]]:
+) -> tuple[Any, ClassNames, tuple[Period, Period]]:
     """AOI, classes and periods: from the land-cover cube, or as given / scheduled."""
     if source is not None:
         step = source.step
         periods = ((step.before.time, step.before.end), (step.time, step.end))
-        classes = [",".join(words) for words in source.classes.synonyms]
-        return (aoi if aoi is not None else _lonlat_bbox(source.grid)), classes, periods
+        return (aoi if aoi is not None else _lonlat_bbox(source.grid)), source.classes, periods
     if aoi is None or not classes:
         raise InputError(
             "give aoi and classes (or from_cube, a land-cover cube whose last two periods to "
             f"compare); got aoi={aoi!r}, classes={classes!r}"
         )
-    return aoi, list(classes), resolve_periods(before, after, today or date.today())
+    classes = parse_class_names(classes)  # once: the workers and the cube get this value
+    return aoi, classes, resolve_periods(before, after, today or date.today())
 
 
 def resolve_periods(
@@ -271,11 +272,10 @@ def _from_cube(
             "drop from_cube and give before/after"
         )
     source = read_landcover_pair(store)
-    wanted = [",".join(w) for w in source.classes.synonyms]
-    if classes and list(classes) != wanted:
+    if classes and parse_class_names(classes) != source.classes:
         raise InputError(
-            f"classes={classes!r} differ from the classes of from_cube={store!r} ({wanted!r}); "
-            "leave classes unset to use the cube's"
+            f"classes={classes!r} differ from the classes of from_cube={store!r} "
+            f"({source.classes.entries!r}); leave classes unset to use the cube's"
         )
     return source
 

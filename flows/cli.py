@@ -12,23 +12,30 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from terrawatch import __version__
 from terrawatch.errors import InputError, TerrawatchError, exit_codes
 
+if TYPE_CHECKING:
+    from terrawatch.models.classes import ClassNames
 
-def parse_classes_option(classes: str | None, classes_file: str | None) -> list[str] | Path:
-    """``--classes "water,building,tree|forest"`` (``|`` joins synonyms) or ``--classes-file``."""
+
+def parse_classes_option(classes: str | None, classes_file: str | None) -> ClassNames:
+    """The class list of ``--classes "water,building,tree|forest"`` (``|`` joins synonyms) or
+    ``--classes-file``, parsed once; the commands hand it on as it is."""
+    from terrawatch.models.classes import parse_class_names
+
     if bool(classes) == bool(classes_file):
         raise InputError(
             'give exactly one of --classes "water,building,..." or --classes-file FILE'
         )
     if classes_file:
-        return Path(classes_file)
+        return parse_class_names(Path(classes_file))
     entries = [entry.strip() for entry in classes.split(",")]
     if not all(entries):
         raise InputError(f"--classes has an empty class name: {classes!r}")
-    return [",".join(word.strip() for word in entry.split("|")) for entry in entries]
+    return parse_class_names([",".join(w.strip() for w in e.split("|")) for e in entries])
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

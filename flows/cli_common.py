@@ -227,15 +227,14 @@ def _first_line(text: str | None) -> str | None:
 
 
 def read_classes(args: argparse.Namespace) -> list[str]:
-    """The class entries of ``--classes`` or ``--classes-file`` (commas join synonyms)."""
+    """The class entries of ``--classes`` or ``--classes-file`` (commas join synonyms).
+
+    Parsed and checked here, before any work; the entries are the class list's JSON form, the
+    form a flow parameter takes (deployments pass the same).
+    """
     from terrawatch.flows.cli import parse_classes_option
 
-    classes = parse_classes_option(args.classes, args.classes_file)
-    if isinstance(classes, Path):
-        from terrawatch.models.text import parse_class_names
-
-        classes = [",".join(c) for c in parse_class_names(classes).classes]
-    return classes
+    return parse_classes_option(args.classes, args.classes_file).entries
 
 
 def run_flow_with_progress(

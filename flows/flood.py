@@ -17,6 +17,7 @@ from terrawatch.flows.options import (
     TilingOptions,
 )
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
@@ -88,7 +89,7 @@ def flood_inputs(
     from terrawatch.models.segearth import SegEarthSettings
 
     window = flood_windows(event_date, windows.pre_days, windows.post_days)
-    classes = list(classes or DEFAULT_CLASSES)
+    classes = parse_class_names(classes or DEFAULT_CLASSES)  # once, for workers and cube
     spec = FloodSpec(
         model.spec(classes),
         water_indices(classes, water_classes),

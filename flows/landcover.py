@@ -65,10 +65,10 @@ def landcover_inputs(
     Raises:
         InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
     """
+    from terrawatch.models.classes import parse_class_names
     from terrawatch.models.segearth import SegEarthSettings
-    from terrawatch.models.text import parse_class_names
 
-    parse_class_names(classes)
+    classes = parse_class_names(classes)  # once: the workers and the cube get this value
     check_chunk(tiling.chunk)
     SegEarthSettings(**dict(model.settings()))
     start, end = resolve_period(start, end, period_days, today or date.today())

@@ -34,6 +34,7 @@ from terrawatch.tasks.core.defaults import (
 )
 
 if TYPE_CHECKING:
+    from terrawatch.models.classes import ClassNames
     from terrawatch.tasks.alignearth.chips import ChipRequest
     from terrawatch.tasks.core.sar_composite import SarOptions
     from terrawatch.tasks.core.worker_model import ModelSpec
@@ -146,12 +147,12 @@ class ModelOptions(Options):
         if self.upsampler == "simfeatup":
             resolve_weights(SIMFEATUP_WEIGHTS, self.upsampler_weights)
 
-    def spec(self, classes: list[str]) -> ModelSpec:
+    def spec(self, classes: ClassNames | list[str]) -> ModelSpec:
         """The hashable spec the workers load the model from."""
         from terrawatch.tasks.core.worker_model import ModelSpec
 
         return ModelSpec(
-            tuple(classes),
+            classes,
             self.backbone,
             self.weights,
             self.upsampler,
@@ -337,14 +338,14 @@ class FloodModelOptions(ModelOptions):
         if optical:
             resolve_weights(self.backbone, self.optical_weights)
 
-    def spec(self, classes: list[str]) -> ModelSpec:
+    def spec(self, classes: ClassNames | list[str]) -> ModelSpec:
         """The spec of the SAR segmenter."""
         import dataclasses
 
         base = super().spec(classes)
         return dataclasses.replace(base, sensor=self.sensor, factory=self.factory)
 
-    def optical_spec(self, classes: list[str]) -> ModelSpec:
+    def optical_spec(self, classes: ClassNames | list[str]) -> ModelSpec:
         """The spec of the optical segmenter (same classes and settings, optical CLIP)."""
         import dataclasses
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from terrawatch.errors import InputError, UnknownSettingError
 from terrawatch.models.alignearth import Sensor, sensor_profile
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.models.clip_backbone import (
     Activation,
     Attention,
@@ -40,7 +41,7 @@ from terrawatch.models.clip_backbone import (
 )
 from terrawatch.models.simfeatup import JBUOne, load_simfeatup
 from terrawatch.models.sliding import Window, pad_to_multiple, plan_windows
-from terrawatch.models.text import TEMPLATES, ClassNames, TextEmbeddingCache, parse_class_names
+from terrawatch.models.text import TEMPLATES, TextEmbeddingCache
 from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ class SegEarthOV(nn.Module):
         info = dict(self._provenance, settings=asdict(self.settings))
         info["templates"] = list(TEMPLATES)
         if self._classes is not None:
-            info["classes"] = [list(synonyms) for synonyms in self._classes.classes]
+            info["classes"] = [list(synonyms) for synonyms in self._classes.synonyms]
         return info
 
     def with_settings(self, **changes: Any) -> SegEarthOV:
@@ -224,11 +225,9 @@ class SegEarthOV(nn.Module):
         call with the same words does not run the text encoder.
         """
         classes = parse_class_names(names_or_path)
-        if len(classes.classes) > MAX_CLASSES:
-            raise InputError(
-                f"at most {MAX_CLASSES} classes are supported, got {len(classes.classes)}"
-            )
-        if not 0 <= self.settings.bg_idx < len(classes.classes):
+        if len(classes) > MAX_CLASSES:
+            raise InputError(f"at most {MAX_CLASSES} classes are supported, got {len(classes)}")
+        if not 0 <= self.settings.bg_idx < len(classes):
             raise InputError(
                 f"bg_idx={self.settings.bg_idx} is not a class index of {list(classes.names)}; "
                 f"set bg_idx to the index of the background class"
@@ -256,7 +255,7 @@ class SegEarthOV(nn.Module):
         query_logits = self._query_logits(images.to(self.device, torch.float32))
         probs = torch.softmax(self.settings.logit_scale * query_logits, dim=1)
         batch, _, height, width = probs.shape
-        merged = probs.new_full((batch, len(self.classes.classes), height, width), -1.0)
+        merged = probs.new_full((batch, len(self.classes), height, width), -1.0)
         index = self._query_class.view(1, -1, 1, 1).expand_as(probs)
         return merged.scatter_reduce_(1, index, probs, "amax", include_self=True)
 

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,89 +14,11 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import Tensor
 
-from terrawatch.errors import InputError, InputNotFoundError
-
 logger = logging.getLogger(__name__)
 
 # The 80 OpenAI ImageNet prompt templates ("a bad photo of a {}.", ...), as SegEarth-OV uses them.
 TEMPLATES: tuple[str, ...] = tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
 TEXT_CACHE_ENV = "TERRAWATCH_TEXT_CACHE"
-
-
-@dataclass(frozen=True)
-class ClassNames:
-    """Classes, each with one or more synonyms; every synonym is its own text query."""
-
-    classes: tuple[tuple[str, ...], ...]
-    """Per class its synonyms; the first one is the display name."""
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Display name per class."""
-        return tuple(synonyms[0] for synonyms in self.classes)
-
-    @property
-    def queries(self) -> tuple[str, ...]:
-        """All synonyms, flattened in class order."""
-        return tuple(name for synonyms in self.classes for name in synonyms)
-
-    @property
-    def query_class(self) -> tuple[int, ...]:
-        """Class index of each query."""
-        return tuple(i for i, synonyms in enumerate(self.classes) for _ in synonyms)
-
-
-def parse_class_names(names_or_path: str | Path | Sequence[str]) -> ClassNames:
-    """Classes from a class-name file or a list.
-
-    The file format is the reference's: one class per line (line index = class index),
-    comma-separated synonyms, whitespace stripped, last newline optional. A list holds one class
-    per entry, with the same comma convention for synonyms (``["water", "tree,forest"]``).
-
-    Raises:
-        ValueError: no classes, an empty class or synonym, or a duplicated query word.
-        FileNotFoundError: a path that does not exist.
-    """
-    if isinstance(names_or_path, Path) or (
-        isinstance(names_or_path, str) and _looks_like_path(names_or_path)
-    ):
-        path = Path(names_or_path)
-        if not path.is_file():
-            raise InputNotFoundError(f"class-name file {str(path)!r} does not exist")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        entries = [line for line in lines if line.strip()]
-        source = f"class-name file {str(path)!r}"
-    elif isinstance(names_or_path, str):
-        raise InputError(
-            f"classes must be a list of names or a class-name file path, got the string "
-            f"{names_or_path!r}; pass a list such as ['water', 'tree,forest']"
-        )
-    else:
-        entries = list(names_or_path)
-        source = "class list"
-    if not entries:
-        raise InputError(f"{source} is empty: give at least one class name, e.g. ['water', 'tree']")
-    classes = tuple(_split_synonyms(entry, source) for entry in entries)
-    queries = [name for synonyms in classes for name in synonyms]
-    duplicates = sorted({name for name in queries if queries.count(name) > 1})
-    if duplicates:
-        raise InputError(
-            f"{source} repeats the query words {duplicates}; each word may appear once"
-        )
-    return ClassNames(classes)
-
-
-def _looks_like_path(text: str) -> bool:
-    return os.sep in text or text.endswith(".txt") or Path(text).is_file()
-
-
-def _split_synonyms(entry: str, source: str) -> tuple[str, ...]:
-    if not isinstance(entry, str):
-        raise InputError(f"{source}: class names must be strings, got {entry!r}")
-    synonyms = tuple(word.strip() for word in entry.split(","))
-    if not all(synonyms):
-        raise InputError(f"{source}: empty class name or synonym in {entry!r}")
-    return synonyms
 
 
 def text_cache_dir() -> Path:

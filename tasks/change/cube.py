@@ -37,6 +37,7 @@ import numpy as np
 import zarr
 
 from terrawatch.errors import InputError, InputNotFoundError
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.cube_store import (
     open_finished_step,
     prepare_step,
@@ -47,7 +48,6 @@ from terrawatch.tasks.core.cube_store import (
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
-    ClassTable,
     CubeKind,
     CubePlan,
     CubeVariable,
@@ -138,7 +138,7 @@ class ChangeStep(TimeStep):
 def prepare_change_cube(
     store: str,
     grid: GridSpec,
-    classes: ClassTable,
+    classes: ClassNames,
     step: ChangeStep,
     provenance: dict,
     chunk: int = 1024,
@@ -260,7 +260,7 @@ class LandcoverPair:
 
     grid: GridSpec
     """The cube's grid."""
-    classes: ClassTable
+    classes: ClassNames
     """The cube's class table."""
     chunk: int
     """The cube's chunk size."""
@@ -303,7 +303,7 @@ def read_landcover_pair(store: str) -> LandcoverPair:
             )
         record = records[found]
         steps.append(TimeStep(record["time"][:10], record["end"][:10], tuple(record["items"])))
-    classes = ClassTable.from_synonyms([c["synonyms"] for c in ds.attrs["classes"]])
+    classes = ClassNames.from_attrs(ds.attrs["classes"])
     chunk = int(ds["landcover"].encoding["chunks"][1])
     return LandcoverPair(
         GridSpec.from_dict(ds.attrs["grid"]), classes, chunk, ChangeStep.of(*steps)

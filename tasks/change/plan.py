@@ -17,17 +17,17 @@ from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError
 from terrawatch.models.change import ChangeDetector
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.change.cube import ChangeStep, prepare_change_cube
 from terrawatch.tasks.change.tile import ChangeSpec, worker_detector
 from terrawatch.tasks.core.bands import item_label, resolve_band
 from terrawatch.tasks.core.catalog import SearchResult, parse_aoi
-from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.cube_types import CubePlan, TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
 from terrawatch.tasks.core.output_grid import default_resolution, grid_for_aoi
-from terrawatch.tasks.core.worker_model import worker_model
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class ChangePlan:
     """Items of the earlier period, best first."""
     items_t2: tuple[dict, ...]
     """Items of the later period, best first."""
-    classes: ClassTable
+    classes: ClassNames
     """Class table of the cube."""
 
 
@@ -142,10 +142,7 @@ def plan_change(
         grid = grid_for_aoi(bbox, resolution or default_resolution(collection, items2[0]), crs)
     check_readable([*items1, *items2], RGB_BANDS)
     detector = worker_detector(spec)
-    segmenter = worker_model(spec.segmenter)
-    classes = ClassTable(
-        names=segmenter.classes.names, synonyms=tuple(tuple(s) for s in segmenter.classes.classes)
-    )
+    classes = spec.segmenter.classes
     provenance = _provenance(spec, detector, before, after, run_id)
     (start1, end1), (start2, end2) = periods
     step = ChangeStep.of(

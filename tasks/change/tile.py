@@ -24,8 +24,8 @@ from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError
 from terrawatch.models.change import ChangeDetector, ChangeSettings
+from terrawatch.models.classes import parse_class_names
 from terrawatch.models.segearth import SegEarthOV
-from terrawatch.models.text import parse_class_names
 from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.defaults import HALO
@@ -92,7 +92,7 @@ class ChangeSpec:
 
     def query(self) -> dict[str, Any]:
         """The change query by class name, for the cube's attributes."""
-        names = [",".join(c) for c in parse_class_names(list(self.segmenter.classes)).classes]
+        names = parse_class_names(self.segmenter.classes).entries
         settings = self.settings
 
         def named(indices: tuple[int, ...] | None) -> list[str] | None:
@@ -149,7 +149,7 @@ def class_query(
         InputError: An unknown name, an empty list, or no target class at all (``targets``
             None means every class but the first, the background, so one class is not enough).
     """
-    parsed = parse_class_names(classes).classes
+    parsed = parse_class_names(classes).synonyms
     if targets is None and len(parsed) < 2:
         raise InputError(
             f"the change query has no target class: classes={classes!r} holds only the "

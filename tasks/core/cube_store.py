@@ -37,14 +37,16 @@ import zarr
 from odc.geo import CRS
 
 from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.cube_types import (
     RESERVED_ATTRS,
-    ClassTable,
     CubeKind,
     CubePlan,
     TimeStep,
+    check_cube_classes,
     check_index,
     check_provenance,
+    classes_attr,
     parse_time,
 )
 from terrawatch.tasks.core.defaults import check_chunk
@@ -65,7 +67,7 @@ TIME_ENCODING = {
 def prepare_step(
     store: str,
     grid: GridSpec,
-    classes: ClassTable,
+    classes: ClassNames,
     step: TimeStep,
     provenance: dict,
     chunk: int,
@@ -89,6 +91,7 @@ def prepare_step(
             Nothing is written then.
     """
     check_chunk(chunk)
+    check_cube_classes(classes)
     check_provenance(provenance)
     n_tiles = tuple(grid.tiles(chunk).shape.yx)
     ds = step_template(kind, grid, classes, step, chunk, n_tiles)
@@ -148,7 +151,7 @@ def read_store(store: str) -> xr.Dataset | None:
 def step_template(
     kind: CubeKind,
     grid: GridSpec,
-    classes: ClassTable,
+    classes: ClassNames,
     step: TimeStep,
     chunk: int,
     n_tiles: tuple[int, ...],
@@ -188,7 +191,7 @@ def step_template(
 
 
 def group_attrs(
-    grid: GridSpec, classes: ClassTable, step: TimeStep, provenance: dict, title: str
+    grid: GridSpec, classes: ClassNames, step: TimeStep, provenance: dict, title: str
 ) -> dict[str, Any]:
     """Group attributes of a new store."""
     geobox, crs = grid.geobox, CRS(grid.crs)
@@ -197,7 +200,7 @@ def group_attrs(
         **provenance,
         "title": title,
         "Conventions": "CF-1.10",
-        "classes": classes.to_attrs(),
+        "classes": classes_attr(classes),
         "grid": grid.to_dict(),
         "proj:code": f"EPSG:{crs.epsg}" if crs.epsg else None,
         "proj:wkt2": crs.to_wkt(),
@@ -231,7 +234,7 @@ def _now() -> str:
 
 
 def check_store_matches(
-    store: str, ds: xr.Dataset, grid: GridSpec, classes: ClassTable, chunk: int, kind: CubeKind
+    store: str, ds: xr.Dataset, grid: GridSpec, classes: ClassNames, chunk: int, kind: CubeKind
 ) -> None:
     """Raise StoreMismatchError listing every difference between the store and the request."""
     missing = set(kind.required) - set(ds.variables)

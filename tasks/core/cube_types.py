@@ -1,7 +1,8 @@
-"""Value types and input checks shared by every cube: class table, time step, plan, product kind.
+"""Value types and input checks shared by every cube: class checks, time step, plan, product kind.
 
-:class:`ClassTable`, :class:`TimeStep` and :class:`CubePlan` are what callers hand to and get
-from the ``prepare_*`` functions of :mod:`tasks.landcover.cube`, :mod:`tasks.change.cube` and
+:class:`TimeStep` and :class:`CubePlan` (with the class list, ``models.classes.ClassNames``)
+are what callers hand to and get from the ``prepare_*`` functions of
+:mod:`tasks.landcover.cube`, :mod:`tasks.change.cube` and
 :mod:`tasks.flood.cube`. :class:`CubeKind` is a product's cube as data: its variables
 (:class:`CubeVariable`: attributes, fill value, how a tile of it is checked), its coordinates on
 ``time`` (:class:`TimeCoord`), and the names and messages that tell the products apart; the
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from terrawatch.errors import InputError
+from terrawatch.models.classes import ClassNames
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
@@ -34,58 +36,41 @@ RESERVED_ATTRS = frozenset(
 """Group attributes the store owns; provenance keys must not use them."""
 
 
-@dataclass(frozen=True)
-class ClassTable:
-    """The class list of a cube: label value ``i`` is ``names[i]``."""
+def check_cube_classes(classes: ClassNames) -> None:
+    """A cube's class list: 1..254 classes (255 is no data), unique names and CF flag words."""
+    names = classes.names
+    if not 1 <= len(names) < NODATA:
+        raise InputError(f"classes: need 1..{NODATA - 1} names (255 = no data), got {len(names)}")
+    if len(set(names)) != len(names):
+        raise InputError(f"class names must be unique, got {names!r}")
+    words = flag_words(classes)
+    if len(set(words)) != len(words):
+        raise InputError(
+            f"class names {names!r} give duplicate CF flag words {words!r} "
+            "(spaces become '_', other symbols are dropped); rename the classes"
+        )
 
-    names: tuple[str, ...]
-    """One display name per class, e.g. ``("background", "bareland", ...)``."""
-    synonyms: tuple[tuple[str, ...], ...]
-    """Prompt words per class; the first one is the display name."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
-        object.__setattr__(self, "synonyms", tuple(tuple(s) for s in self.synonyms))
-        _check_classes(self.names, self.synonyms)
-        words = self._words()
-        if len(set(words)) != len(words):
-            raise InputError(
-                f"class names {self.names!r} give duplicate CF flag words {words!r} "
-                "(spaces become '_', other symbols are dropped); rename the classes"
-            )
+def flag_words(classes: ClassNames) -> list[str]:
+    """CF ``flag_meanings`` words, one per class (blanks become ``_``, other symbols go)."""
+    return [re.sub(r"[^0-9A-Za-z_-]", "", re.sub(r"\s+", "_", n.strip())) for n in classes.names]
 
-    @classmethod
-    def from_synonyms(cls, synonyms: list[list[str]] | tuple[tuple[str, ...], ...]) -> ClassTable:
-        """Build the table from prompt words per class (first word = display name)."""
-        return cls(tuple(s[0] if s else "" for s in synonyms), tuple(tuple(s) for s in synonyms))
 
-    @property
-    def flag_values(self) -> np.ndarray:
-        """CF ``flag_values``: ``uint8`` 0..n-1."""
-        return np.arange(len(self.names), dtype=np.uint8)
+def class_colors(classes: ClassNames) -> tuple[str, ...]:
+    """Hex colour per class, the same as the quicklooks (``tasks.core.render.class_colors``)."""
+    from terrawatch.tasks.core.render import class_colors as render_colors
 
-    @property
-    def flag_meanings(self) -> str:
-        """CF ``flag_meanings``: blank-separated CF-safe words, one per class."""
-        return " ".join(self._words())
+    return tuple(render_colors(classes.names))
 
-    @property
-    def colors(self) -> tuple[str, ...]:
-        """Hex colour per class, the same as the quicklooks
-        (:func:`tasks.core.render.class_colors`)."""
-        from terrawatch.tasks.core.render import class_colors
 
-        return tuple(class_colors(self.names))
-
-    def to_attrs(self) -> list[dict[str, Any]]:
-        """JSON form stored in the group attribute ``classes``."""
-        return [
-            {"value": i, "name": n, "synonyms": list(s), "color": c}
-            for i, (n, s, c) in enumerate(zip(self.names, self.synonyms, self.colors, strict=True))
-        ]
-
-    def _words(self) -> list[str]:
-        return [re.sub(r"[^0-9A-Za-z_-]", "", re.sub(r"\s+", "_", n.strip())) for n in self.names]
+def classes_attr(classes: ClassNames) -> list[dict[str, Any]]:
+    """The group attribute ``classes`` (read back with ``ClassNames.from_attrs``)."""
+    return [
+        {"value": i, "name": n, "synonyms": list(s), "color": c}
+        for i, (n, s, c) in enumerate(
+            zip(classes.names, classes.synonyms, class_colors(classes), strict=True)
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,7 +171,7 @@ class CubeVariable:
     fill_value: int = NODATA
     """``_FillValue`` of the variable: no data, or tile not written yet."""
 
-    def template_attrs(self, classes: ClassTable) -> dict[str, Any]:
+    def template_attrs(self, classes: ClassNames) -> dict[str, Any]:
         """Attributes of the variable in a new store of ``classes``."""
         own = dict(self.attrs)
         return {**own, **class_attrs(classes)} if self.classes else own
@@ -277,16 +262,17 @@ class CubeKind:
         return {v.name: np.full(shape, v.nodata, v.dtype) for v in self.inputs}
 
 
-def class_attrs(classes: ClassTable) -> dict[str, Any]:
+def class_attrs(classes: ClassNames) -> dict[str, Any]:
     """CF flag and STAC ``classification:classes`` attributes of a class-index variable."""
-    colors = classes.colors
+    colors = class_colors(classes)
+    words = flag_words(classes)
     stac = [
         {"value": i, "name": w, "description": n, "color_hint": c.lstrip("#").upper()}
-        for i, (w, n, c) in enumerate(zip(classes._words(), classes.names, colors, strict=True))
+        for i, (w, n, c) in enumerate(zip(words, classes.names, colors, strict=True))
     ]
     return {
-        "flag_values": classes.flag_values,
-        "flag_meanings": classes.flag_meanings,
+        "flag_values": np.arange(len(classes), dtype=np.uint8),
+        "flag_meanings": " ".join(words),
         "flag_colors": " ".join(colors),
         "classification:classes": stac,
     }
@@ -333,23 +319,6 @@ def check_index(store: str, shape: tuple[int, ...], time_index: int, tile: tuple
             f"tile {tile!r} is outside the {tuple(shape[1:])!r} (rows, cols) tiles of {store!r}; "
             "use a tile from CubePlan.todo"
         )
-
-
-def _check_classes(names: tuple[str, ...], synonyms: tuple[tuple[str, ...], ...]) -> None:
-    if not 1 <= len(names) < NODATA:
-        raise InputError(f"classes: need 1..{NODATA - 1} names (255 = no data), got {len(names)}")
-    if not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
-        raise InputError(f"class names must be unique non-empty strings, got {names!r}")
-    if len(synonyms) != len(names):
-        raise InputError(
-            f"classes: {len(names)} names but {len(synonyms)} synonym lists; give one per class"
-        )
-    for name, words in zip(names, synonyms, strict=True):
-        if not words or words[0] != name or not all(isinstance(w, str) and w for w in words):
-            raise InputError(
-                f"synonyms for class {name!r} must be non-empty strings starting with the name "
-                f"itself, got {words!r}"
-            )
 
 
 def parse_time(value: str, name: str) -> np.datetime64:

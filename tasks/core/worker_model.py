@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from terrawatch.errors import InputError
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.defaults import DEFAULT_BACKBONE
@@ -28,8 +29,8 @@ logger = logging.getLogger(__name__)
 class ModelSpec:
     """Which segmenter a worker loads; small and hashable, so it keys the per-process cache."""
 
-    classes: tuple[str, ...]
-    """Class entries; commas join synonyms (``"tree,forest"``)."""
+    classes: ClassNames
+    """The class list (entries such as ``("water", "tree,forest")`` are parsed into one)."""
     backbone: str = DEFAULT_BACKBONE
     """CLIP backbone name."""
     weights: str | None = None
@@ -53,6 +54,9 @@ class ModelSpec:
     device: str | None = None
     """Torch device; None: CUDA where the worker has a GPU (or the process one), else CPU."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", parse_class_names(self.classes))
+
     def load(self, device: str | None = None) -> SegEarthOV:
         """Build the model (native resolution: no long-side resize) and set its classes."""
         if self.factory is not None:
@@ -68,7 +72,7 @@ class ModelSpec:
                 **dict(self.settings),
             )
             model.with_settings(resize_long_side=None)
-        model.set_classes(list(self.classes))
+        model.set_classes(self.classes)
         return model
 
     def _factory_callable(self) -> Any:

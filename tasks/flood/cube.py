@@ -40,6 +40,7 @@ import numpy as np
 import zarr
 
 from terrawatch.errors import InputError
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.cube_store import (
     open_finished_step,
     prepare_step,
@@ -48,7 +49,6 @@ from terrawatch.tasks.core.cube_store import (
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
-    ClassTable,
     CubeKind,
     CubePlan,
     CubeVariable,
@@ -197,7 +197,7 @@ FLOOD_CUBE = CubeKind(
 def prepare_flood_cube(
     store: str,
     grid: GridSpec,
-    classes: ClassTable,
+    classes: ClassNames,
     step: FloodStep,
     provenance: dict,
     chunk: int = 1024,

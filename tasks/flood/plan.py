@@ -12,11 +12,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.catalog import (
     SearchResult,
     parse_aoi,
 )
-from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.cube_types import CubePlan, TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
@@ -155,14 +156,12 @@ def check_comparable(
         ) from err
 
 
-def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassTable]:
+def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassNames]:
     """Load the segmenters here (weights resolved, prompts encoded and cached) and the classes."""
     models = {"model": worker_model(spec.sar)}
     if spec.optical is not None and optical:
         models["model_optical"] = worker_model(spec.optical)
-    names = models["model"].classes
-    classes = ClassTable(names=names.names, synonyms=tuple(tuple(s) for s in names.classes))
-    return models, classes
+    return models, spec.sar.classes
 
 
 def _ids(scenes: Scenes) -> tuple[str, ...]:
@@ -172,7 +171,7 @@ def _ids(scenes: Scenes) -> tuple[str, ...]:
 def _provenance(
     windows: FloodWindows,
     sides: tuple[Scenes, Scenes],
-    classes: ClassTable,
+    classes: ClassNames,
     spec: FloodSpec,
     sar: SarOptions,
     summary: SarSummary,

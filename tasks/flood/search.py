@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError, NoScenesError
-from terrawatch.models.text import parse_class_names
+from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import (
     OPTICAL_COLLECTIONS,
     SearchResult,
@@ -95,7 +95,7 @@ def water_indices(
     Raises:
         InputError: an unknown water class, no water class, or no class left that is not water.
     """
-    parsed = parse_class_names(list(classes)).classes
+    parsed = parse_class_names(classes).synonyms
     wanted = list(DEFAULT_WATER_CLASSES if water_classes is None else water_classes)
     if isinstance(water_classes, str) or not wanted:
         raise InputError(

@@ -42,6 +42,7 @@ import numpy as np
 import zarr
 
 from terrawatch.errors import InputError
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.cube_store import (
     ZARR_FORMAT,
     is_tile_done,
@@ -53,7 +54,6 @@ from terrawatch.tasks.core.cube_store import (
 )
 from terrawatch.tasks.core.cube_types import (
     NODATA,
-    ClassTable,
     CubeKind,
     CubePlan,
     CubeVariable,
@@ -66,7 +66,6 @@ __all__ = [
     "LANDCOVER_CUBE",
     "NODATA",
     "ZARR_FORMAT",
-    "ClassTable",
     "CubePlan",
     "TimeStep",
     "finalize_cube",
@@ -144,7 +143,7 @@ LANDCOVER_CUBE = CubeKind(
 def prepare_cube(
     store: str,
     grid: GridSpec,
-    classes: ClassTable,
+    classes: ClassNames,
     step: TimeStep,
     provenance: dict,
     chunk: int = 1024,

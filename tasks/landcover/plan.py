@@ -10,8 +10,9 @@ from datetime import date
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.catalog import SearchResult, parse_aoi
-from terrawatch.tasks.core.cube_types import ClassTable, CubePlan, TimeStep
+from terrawatch.tasks.core.cube_types import CubePlan, TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.item_groups import best_first
@@ -33,7 +34,7 @@ class RunPlan:
     """Output grid."""
     items: tuple[dict, ...]
     """Items of the period, best (least cloudy) first."""
-    classes: ClassTable
+    classes: ClassNames
     """Class table of the cube."""
 
 
@@ -58,9 +59,7 @@ def plan_landcover(
     grid = grid_for_aoi(bbox, resolution or default_resolution(collection, items[0]), crs)
     check_readable(list(items), RGB_BANDS)
     model = worker_model(spec)
-    classes = ClassTable(
-        names=model.classes.names, synonyms=tuple(tuple(s) for s in model.classes.classes)
-    )
+    classes = spec.classes
     model_info = {k: v for k, v in model.provenance().items() if k != "classes"}  # cube has them
     provenance = dict(
         model_info,

@@ -24,7 +24,8 @@ from terrawatch.flows.options import (
     ModelOptions,
     SearchOptions,
 )
-from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.models.classes import parse_class_names
+from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.local_item import add_local_item
 from terrawatch.tasks.landcover.cube import prepare_cube
@@ -217,7 +218,7 @@ def test_from_cube_compares_the_last_two_land_cover_periods(run_flow, tmp_path, 
 
 def test_from_cube_with_one_time_step_is_refused(run_flow, tmp_path, catalog, model):
     landcover_store = tmp_path / "one-step.zarr"
-    classes = ClassTable.from_synonyms([["background"], ["building"]])
+    classes = parse_class_names(["background", "building"])
     grid = GridSpec("EPSG:32632", RES, 346_004.5, 5_647_877.0, 346_123.0, 5_647_994.5)
     prepare_cube(str(landcover_store), grid, classes, TimeStep(*AFTER, ("pair-t2",)), {}, 128)
     with pytest.raises(InputError, match="has 1 time step"):

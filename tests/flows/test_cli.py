@@ -117,7 +117,9 @@ def test_catalog_add_writes_a_searchable_item(tmp_path):
 
 
 def test_classes_option_joins_synonyms_with_a_bar():
-    assert parse_classes_option("water,tree|forest", None) == ["water", "tree,forest"]
+    classes = parse_classes_option("water,tree|forest", None)
+    assert classes.synonyms == (("water",), ("tree", "forest"))
+    assert classes.entries == ["water", "tree,forest"]
     with pytest.raises(ValueError, match="exactly one of"):
         parse_classes_option(None, None)
 

@@ -9,7 +9,8 @@ import pytest
 import xarray as xr
 
 from terrawatch.flows.cli import build_parser, main
-from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.models.classes import parse_class_names
+from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.output_grid import grid_for_aoi
 from terrawatch.tasks.landcover.cube import prepare_cube
 from tests.flows.test_change import make_pair_catalog, pair_aoi
@@ -95,7 +96,7 @@ def test_unknown_target_class_is_a_usage_error(tmp_path, catalog, tiny_model_fil
 def test_land_cover_cube_with_one_step_is_a_usage_error(tmp_path, tiny_model_files, capsys):
     landcover = tmp_path / "landcover.zarr"
     grid = grid_for_aoi((6.807, 50.962, 6.808, 50.963), 1.0)
-    classes = ClassTable.from_synonyms([["background"], ["building"]])
+    classes = parse_class_names(["background", "building"])
     prepare_cube(str(landcover), grid, classes, TimeStep("2024-06-01", "2024-06-30", ("a",)), {})
     args = ["change", "--from-cube", str(landcover), "--store", str(tmp_path / "x.zarr")]
     assert main(args) == 2

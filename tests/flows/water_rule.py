@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from terrawatch.models.text import ClassNames, parse_class_names
+from terrawatch.models.classes import ClassNames, parse_class_names
 
 THRESHOLD = 0.35
 """First-channel value below which a pixel is water (VV: -25 + 0.35 x 25 = -16.25 dB)."""
@@ -47,7 +47,7 @@ class WaterRule:
     def set_classes(self, names: Sequence[str]) -> ClassNames:
         """Classes with a synonym containing ``water`` are the water classes."""
         classes = parse_class_names(names)
-        flags = [any("water" in word.lower() for word in words) for words in classes.classes]
+        flags = [any("water" in word.lower() for word in words) for words in classes.synonyms]
         self._classes, self._water = classes, torch.tensor(flags)
         return classes
 

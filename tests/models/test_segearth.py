@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from terrawatch.errors import WeightsNotFoundError
+from terrawatch.models.classes import parse_class_names
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.models.sliding import plan_windows, window_starts
-from terrawatch.models.text import parse_class_names
 from tests.models.reference_impl import reference_scores
 
 CLASSES = [["water", "river"], ["building", "roof"], ["road"], ["tree", "forest"]]

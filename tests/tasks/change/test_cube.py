@@ -12,6 +12,7 @@ import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.change.cube import (
     ChangeStep,
     finalize_change_cube,
@@ -20,13 +21,13 @@ from terrawatch.tasks.change.cube import (
     write_change_tile,
 )
 from terrawatch.tasks.core.cube_store import is_tile_done
-from terrawatch.tasks.core.cube_types import NODATA, ClassTable, TimeStep
+from terrawatch.tasks.core.cube_types import NODATA, TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.landcover.cube import prepare_cube
 
 CHUNK = 128
 GRID = GridSpec("EPSG:32632", 10.0, 350_000.0, 5_640_000.0, 352_500.0, 5_643_000.0)  # 300 x 250
-CLASSES = ClassTable.from_synonyms([["background"], ["building", "roof"], ["water", "river"]])
+CLASSES = parse_class_names(["background", "building,roof", "water,river"])
 JUNE = ChangeStep.of(
     TimeStep("2023-06-01", "2023-06-30", ("S2A_2023",)),
     TimeStep("2024-06-01", "2024-06-30", ("S2B_2024a", "S2B_2024b")),
@@ -211,7 +212,7 @@ def test_same_later_period_with_another_earlier_period_is_refused(full_store: st
          "CRS"),
         (GridSpec("EPSG:32632", 20.0, 350_000.0, 5_640_000.0, 352_500.0, 5_643_000.0), None, None,
          "transform"),
-        (None, ClassTable.from_synonyms([["background"], ["road"]]), None, "classes"),
+        (None, parse_class_names(["background", "road"]), None, "classes"),
         (None, None, 64, "chunk"),
     ],
 )  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from terrawatch.models.text import ClassNames, parse_class_names
+from terrawatch.models.classes import ClassNames, parse_class_names
 
 FORWARD_SECONDS = 0.3
 """How long one forward pass takes: long enough for another tile's read to overlap it."""
@@ -52,7 +52,7 @@ class SlowProbe:
         try:
             time.sleep(FORWARD_SECONDS)
             batch, _, height, width = images.shape
-            scores = torch.zeros(batch, len(self.classes.classes), height, width)
+            scores = torch.zeros(batch, len(self.classes), height, width)
             scores[:, 0] = 1.0
             return scores
         finally:

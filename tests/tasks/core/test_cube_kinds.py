@@ -17,20 +17,21 @@ import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.tasks.change.cube import CHANGE_CUBE, ChangeStep
 from terrawatch.tasks.core.cube_store import is_tile_done, prepare_step, write_cube_tile
-from terrawatch.tasks.core.cube_types import NODATA, ClassTable, CubeKind, TimeStep
+from terrawatch.tasks.core.cube_types import NODATA, CubeKind, TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.tile_runner import TileProduct, TileWindow, run_tile
 from terrawatch.tasks.flood.cube import FLOOD_CUBE, FloodStep, flooded_mask
 from terrawatch.tasks.landcover.cube import LANDCOVER_CUBE
 
-CHUNK, HALO = 32, 8
-GRID = GridSpec("EPSG:32632", 10.0, 350_000.0, 5_640_000.0, 350_900.0, 5_640_700.0)  # 70 x 90 px
+CHUNK, HALO = 64, 16
+GRID = GridSpec("EPSG:32632", 10.0, 350_000.0, 5_640_000.0, 351_800.0, 5_641_400.0)  # 140 x 180 px
 TILES = [(row, col) for row in range(3) for col in range(3)]
-CLASSES = ClassTable.from_synonyms([["background"], ["building", "roof"], ["water", "river"]])
-OTHER_CLASSES = ClassTable.from_synonyms([["background"], ["building"], ["water", "river"]])
-OTHER_GRID = GridSpec("EPSG:32632", 10.0, 350_010.0, 5_640_000.0, 350_910.0, 5_640_700.0)
+CLASSES = parse_class_names(["background", "building,roof", "water,river"])
+OTHER_CLASSES = parse_class_names(["background", "building", "water,river"])
+OTHER_GRID = GridSpec("EPSG:32632", 10.0, 350_010.0, 5_640_000.0, 351_810.0, 5_641_400.0)
 PROVENANCE = {"run_id": "run-1"}
 
 VALID = np.ones(GRID.shape, bool)
@@ -186,7 +187,7 @@ def test_template_holds_the_kind_schema_and_no_data_chunks(case: Case, store: st
     assert set(case.kind.required) <= set(cube.variables)
     for var in case.kind.variables:
         data = cube[var.name]
-        assert (data.dims, data.dtype, data.shape) == (("time", "y", "x"), var.dtype, (1, 70, 90))
+        assert (data.dims, data.dtype, data.shape) == (("time", "y", "x"), var.dtype, (1, 140, 180))
         assert data.encoding["chunks"] == (1, CHUNK, CHUNK)
         assert zarr.open_array(store, path=var.name, mode="r").fill_value == var.fill_value
         assert (data.values == var.fill_value).all()
@@ -208,7 +209,7 @@ def test_tiles_round_trip_through_the_runner(case: Case, store: str):
     statuses, calls = _run(case, store, 0, TILES)
     assert statuses == {t: "nodata" if t == NODATA_TILE else "written" for t in TILES}
     assert len(calls) == len(TILES) - 1  # no model for the no-data tile
-    assert (46, 48) in calls  # tile (1, 1) with its halo, clipped at the grid's last row
+    assert (92, 96) in calls  # tile (1, 1) with its halo, clipped at the grid's last row
     cube = xr.open_zarr(store, mask_and_scale=False)
     for name, array in case.stored(case.truth(np.random.default_rng(0))).items():
         np.testing.assert_array_equal(cube[name].values[0], array, err_msg=name)
@@ -293,7 +294,7 @@ def test_older_step_is_refused_without_writing(case: Case, tmp_path: Path):
     ids=["grid", "classes"],
 )
 def test_other_grid_or_classes_are_refused_without_writing(
-    case: Case, store: str, grid: GridSpec, classes: ClassTable, match: str
+    case: Case, store: str, grid: GridSpec, classes: ClassNames, match: str
 ):
     _run(case, store, 0, [(0, 0)])
     before = _snapshot(store)

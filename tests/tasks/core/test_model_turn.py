@@ -10,8 +10,9 @@ import rasterio
 from distributed import Client, LocalCluster
 from rasterio.transform import from_origin
 
+from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.cube_store import is_tile_done
-from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.local_item import make_local_item
 from terrawatch.tasks.core.worker_model import ModelSpec
@@ -40,7 +41,7 @@ def test_a_two_thread_worker_overlaps_tiles_but_runs_one_model_at_a_time(
 ) -> None:
     grid = GridSpec("EPSG:32632", 1.0, 350000.0, 5649872.0, 350256.0, 5650000.0)
     store = str(tmp_path / "cube.zarr")
-    classes = ClassTable.from_synonyms([["land"], ["water"]])
+    classes = parse_class_names(["land", "water"])
     step = TimeStep("2024-06-01", "2024-06-01", (scene_item["id"],))
     plan = prepare_cube(store, grid, classes, step, {"run_id": "t"}, chunk=CHUNK)
     spec = ModelSpec(classes=("land", "water"), factory="tests.tasks.core.model_probe:build")

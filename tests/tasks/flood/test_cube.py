@@ -8,7 +8,8 @@ import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError, StoreMismatchError
-from terrawatch.tasks.core.cube_types import ClassTable, TimeStep
+from terrawatch.models.classes import parse_class_names
+from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.flood.cube import (
     FloodStep,
@@ -22,7 +23,7 @@ from terrawatch.tasks.landcover.cube import prepare_cube
 
 GRID = GridSpec("EPSG:32633", 10.0, 500_000.0, 3_318_800.0, 501_000.0, 3_319_600.0)  # 80 x 100
 CHUNK = 64
-CLASSES = ClassTable.from_synonyms([["water", "river", "flood water"], ["land", "field"]])
+CLASSES = parse_class_names(["water,river,flood water", "land,field"])
 STEP = FloodStep(
     "2024-05-10", "2024-05-16", ("s1-post",), TimeStep("2024-04-28", "2024-05-09", ("s1-pre",))
 )

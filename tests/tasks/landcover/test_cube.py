@@ -15,14 +15,21 @@ import xarray as xr
 import zarr
 
 from terrawatch.errors import InputError, StoreMismatchError
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.tasks.core.cube_store import is_tile_done, open_cube
-from terrawatch.tasks.core.cube_types import NODATA, ClassTable, TimeStep
+from terrawatch.tasks.core.cube_types import (
+    NODATA,
+    TimeStep,
+    check_cube_classes,
+    class_attrs,
+    class_colors,
+)
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.landcover.cube import finalize_cube, prepare_cube, write_tile
 
 CHUNK = 128
 GRID = GridSpec("EPSG:32629", 10.0, 500_000.0, 4_000_000.0, 502_500.0, 4_003_000.0)  # 300 x 250 px
-CLASSES = ClassTable.from_synonyms([["background"], ["bare land", "bareland"], ["water", "river"]])
+CLASSES = parse_class_names(["background", "bare land,bareland", "water,river"])
 STEP = TimeStep("2024-06-01", "2024-06-30", ("S2A_1", "S2B_2"))
 STEP2 = TimeStep("2024-07-01", "2024-07-31", ("S2A_3",))
 PROVENANCE = {"run_id": "run-1", "prompts": ["background", "bare land,bareland"], "model": "m"}
@@ -152,12 +159,16 @@ def test_cf_flags_fill_value_and_colors(full_store: str):
     assert lc.attrs["flag_meanings"] == "background bare_land water"
     assert lc.encoding["_FillValue"] == NODATA
     assert ds.confidence.encoding["_FillValue"] == NODATA
-    assert lc.attrs["flag_colors"].split() == list(CLASSES.colors)
+    assert lc.attrs["flag_colors"].split() == list(class_colors(CLASSES))
     assert [c["name"] for c in lc.attrs["classification:classes"]] == [
         "background",
         "bare_land",
         "water",
     ]
+
+
+def test_class_list_reads_back_from_the_cube_as_the_value_written(full_store: str):
+    assert ClassNames.from_attrs(xr.open_zarr(full_store).attrs["classes"]) == CLASSES
 
 
 def test_time_coordinate_is_datetime64(full_store: str):
@@ -172,7 +183,7 @@ def test_provenance_attrs(full_store: str):
         "value": 1,
         "name": "bare land",
         "synonyms": ["bare land", "bareland"],
-        "color": CLASSES.colors[1],
+        "color": class_colors(CLASSES)[1],
     }
     assert (attrs["run_id"], attrs["prompts"], attrs["model"]) == (
         "run-1",
@@ -236,7 +247,7 @@ def test_append_does_not_touch_first_step_chunks(full_store: str):
 _OTHER_GRID = GridSpec("EPSG:32630", 10.0, 500_000.0, 4_000_000.0, 502_500.0, 4_003_000.0)
 _SHIFTED = GridSpec("EPSG:32629", 10.0, 500_010.0, 4_000_000.0, 502_510.0, 4_003_000.0)
 _BIGGER = GridSpec("EPSG:32629", 10.0, 500_000.0, 4_000_000.0, 503_000.0, 4_003_000.0)
-_OTHER_CLASSES = ClassTable.from_synonyms([["background"], ["bare land"], ["water", "river"]])
+_OTHER_CLASSES = parse_class_names(["background", "bare land", "water,river"])
 
 
 @pytest.mark.parametrize(
@@ -396,26 +407,17 @@ def test_provenance_may_not_override_cube_attrs(tmp_path: Path):
 # --- value objects ---------------------------------------------------------------------------
 
 
-def test_class_table_flags():
-    table = ClassTable(
-        ("tree cover", "built-up", "a+b@c.d"), (("tree cover",), ("built-up",), ("a+b@c.d",))
-    )
-    assert table.flag_values.dtype == np.uint8
-    assert table.flag_values.tolist() == [0, 1, 2]
-    assert table.flag_meanings == "tree_cover built-up abcd"
-    assert all(c.startswith("#") and len(c) == 7 for c in table.colors)
+def test_class_flags():
+    attrs = class_attrs(parse_class_names(["tree cover", "built-up", "a+b@c.d"]))
+    assert attrs["flag_values"].dtype == np.uint8
+    assert attrs["flag_values"].tolist() == [0, 1, 2]
+    assert attrs["flag_meanings"] == "tree_cover built-up abcd"
+    assert all(c.startswith("#") and len(c) == 7 for c in attrs["flag_colors"].split())
 
 
-def test_class_table_synonyms_must_start_with_the_name():
-    with pytest.raises(
-        InputError, match=r"synonyms for class 'water' must .* starting with the name"
-    ):
-        ClassTable(("water",), (("river", "lake"),))
-
-
-def test_class_table_rejects_names_that_collide_as_flag_words():
+def test_cube_refuses_class_names_that_collide_as_flag_words():
     with pytest.raises(InputError, match=r"duplicate CF flag words"):
-        ClassTable.from_synonyms([["bare land"], ["bare_land"]])
+        check_cube_classes(parse_class_names(["bare land", "bare_land"]))
 
 
 def test_time_step_rejects_end_before_start():
