@@ -17,7 +17,7 @@ from terrawatch.tasks.core.period import resolve_period
 from terrawatch.tasks.core.worker_model import ModelSpec
 from terrawatch.tasks.landcover.plan import plan_landcover_task
 from terrawatch.tasks.landcover.publish import publish_landcover_task
-from terrawatch.tasks.landcover.tile import TileJob, segment_tiles_task
+from terrawatch.tasks.landcover.tile import LandcoverTileJob, segment_tiles_task
 
 __all__ = ["LandcoverInputs", "ModelOptions", "landcover", "landcover_inputs"]
 
@@ -130,7 +130,7 @@ def landcover(
         run_id=str(flow_run.get_id() or ""),
     )
     jobs = [
-        TileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
+        LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
                 halo=tiling.halo, loader=tiling.loader)
         for tile in plan.cube.todo
     ]  # fmt: skip

@@ -28,10 +28,9 @@ from terrawatch.models.classes import parse_class_names
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
-from terrawatch.tasks.core.defaults import HALO
-from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.tile_runner import (
+    TileJob,
     TileProduct,
     TileResult,
     TileWindow,
@@ -184,28 +183,13 @@ def _indices(
 
 
 @dataclass(frozen=True)
-class ChangeTileJob:
+class ChangeTileJob(TileJob):
     """One output chunk of one pair: references only."""
 
-    store: str
-    """Change cube path or URL."""
-    time_index: int
-    """Pair index in the store."""
-    tile: tuple[int, int]
-    """(tile_row, tile_col) in chunk units."""
-    chunk: int
-    """Chunk size in pixels."""
-    grid: GridSpec
-    """The full output grid."""
     items_t1: tuple[dict, ...]
     """Items of the earlier period, best first."""
     items_t2: tuple[dict, ...]
     """Items of the later period, best first."""
-    halo: int = HALO
-    """Extra pixels read around the chunk: context for the segmenter's windows and for
-    masks (superpixels, SAM objects) that cross the chunk border."""
-    loader: str = "odc"
-    """``odc`` or ``stackstac``."""
 
 
 Pair = tuple[np.ndarray, np.ndarray, np.ndarray]

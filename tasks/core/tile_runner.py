@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from terrawatch.tasks.core.cube_store import is_tile_done, write_cube_tile
 from terrawatch.tasks.core.cube_types import CubeKind
+from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
@@ -61,8 +62,13 @@ class TileResult:
     ``model``, ``write``): where a slow tile spent it."""
 
 
-class TileJobRef(Protocol):
-    """What the runner needs of a product's tile job (its other fields are the product's)."""
+@dataclass(frozen=True)
+class TileJob:
+    """One output chunk of one time step: references only. Products add their inputs.
+
+    ``halo`` and ``loader`` are keyword-only, so a product's own fields follow ``grid`` in
+    positional order.
+    """
 
     store: str
     """Zarr store path or URL."""
@@ -74,8 +80,12 @@ class TileJobRef(Protocol):
     """Chunk size in pixels."""
     grid: GridSpec
     """The full output grid."""
-    halo: int
-    """Extra pixels read around the chunk."""
+    _: KW_ONLY
+    halo: int = HALO
+    """Extra pixels read around the chunk: context for windows at its border (and for masks
+    and speckle filters that cross it)."""
+    loader: str = "odc"
+    """``odc`` or ``stackstac``."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class TileWindow:
     """Rows and columns of the core plus halo, clipped to the grid: what is read."""
 
     @classmethod
-    def of(cls, job: TileJobRef) -> TileWindow:
+    def of(cls, job: TileJob) -> TileWindow:
         """The window of a job's tile."""
         return cls(*tile_windows(job.grid, job.tile, job.chunk, job.halo))
 
@@ -110,7 +120,7 @@ class TileWindow:
         return rows.stop - rows.start, cols.stop - cols.start
 
 
-JobT = TypeVar("JobT", bound=TileJobRef)
+JobT = TypeVar("JobT", bound=TileJob)
 SpecT = TypeVar("SpecT")
 InputsT = TypeVar("InputsT")
 

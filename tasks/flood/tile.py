@@ -19,11 +19,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.tasks.core.cube_types import NODATA
-from terrawatch.tasks.core.defaults import HALO
-from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.sar_composite import SarOptions, read_sar_composite
 from terrawatch.tasks.core.tile_runner import (
+    TileJob,
     TileProduct,
     TileResult,
     TileWindow,
@@ -42,29 +41,15 @@ from terrawatch.tasks.flood.plan import FloodSpec, Scenes
 
 
 @dataclass(frozen=True)
-class FloodTileJob:
+class FloodTileJob(TileJob):
     """One output chunk of one event: references only."""
 
-    store: str
-    """Flood cube path or URL."""
-    time_index: int
-    """Event index in the store."""
-    tile: tuple[int, int]
-    """(tile_row, tile_col) in chunk units."""
-    chunk: int
-    """Chunk size in pixels."""
-    grid: GridSpec
-    """The full output grid."""
     pre: Scenes
     """Scenes before the event."""
     post: Scenes
     """Scenes after the event."""
     sar: SarOptions
     """SAR composite options (polarisations resolved)."""
-    halo: int = HALO
-    """Extra pixels read around the chunk: context for the segmenter and the speckle filter."""
-    loader: str = "odc"
-    """``odc`` or ``stackstac``."""
 
 
 @dataclass(frozen=True)

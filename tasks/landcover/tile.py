@@ -16,10 +16,9 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from terrawatch.tasks.core.defaults import HALO
-from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
 from terrawatch.tasks.core.tile_runner import (
+    TileJob,
     TileProduct,
     TileResult,
     TileWindow,
@@ -31,32 +30,20 @@ from terrawatch.tasks.landcover.cube import LANDCOVER_CUBE
 
 
 @dataclass(frozen=True)
-class TileJob:
-    """One output chunk to produce: references only."""
+class LandcoverTileJob(TileJob):
+    """One output chunk of one period: references only."""
 
-    store: str
-    """Zarr store path or URL."""
-    time_index: int
-    """Time step index in the store."""
-    tile: tuple[int, int]
-    """(tile_row, tile_col) in chunk units."""
-    chunk: int
-    """Chunk size in pixels."""
-    grid: GridSpec
-    """The full output grid."""
     items: tuple[dict, ...]
     """STAC items of the period, best first (least cloudy)."""
-    halo: int = HALO
-    """Extra pixels read around the chunk so windows at its border see context."""
-    loader: str = "odc"
-    """``odc`` or ``stackstac``."""
 
 
 Composite = tuple[np.ndarray, np.ndarray]
 """RGB ``[3, h, w]`` in 0..1 and its valid mask ``[h, w]`` over the tile's window."""
 
 
-def _read(job: TileJob, spec: ModelSpec, window: TileWindow) -> tuple[Composite, np.ndarray]:
+def _read(
+    job: LandcoverTileJob, spec: ModelSpec, window: TileWindow
+) -> tuple[Composite, np.ndarray]:
     rgb, valid = read_composite(job.items, job.grid, window.outer, job.loader)
     return (rgb, valid), valid
 
@@ -70,13 +57,13 @@ LANDCOVER_TILE = TileProduct(LANDCOVER_CUBE, _read, _segment)
 """Land cover for the tile runner: a composite in, labels and confidence out."""
 
 
-def segment_tile(job: TileJob, spec: ModelSpec) -> TileResult:
+def segment_tile(job: LandcoverTileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
     return run_tile(LANDCOVER_TILE, job, spec)
 
 
 def segment_tiles(
-    jobs: list[TileJob], spec: ModelSpec, gpu: bool = False
+    jobs: list[LandcoverTileJob], spec: ModelSpec, gpu: bool = False
 ) -> dict[str, dict[str, float]]:
     """Run every tile as a plain Dask task on the flow's cluster; log progress as they finish.
 

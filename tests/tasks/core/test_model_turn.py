@@ -17,7 +17,7 @@ from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.local_item import make_local_item
 from terrawatch.tasks.core.worker_model import ModelSpec
 from terrawatch.tasks.landcover.cube import prepare_cube
-from terrawatch.tasks.landcover.tile import TileJob, segment_tile
+from terrawatch.tasks.landcover.tile import LandcoverTileJob, segment_tile
 from tests.tasks.core.model_probe import peak_concurrent_forwards
 
 CHUNK = 64
@@ -45,7 +45,9 @@ def test_a_two_thread_worker_overlaps_tiles_but_runs_one_model_at_a_time(
     step = TimeStep("2024-06-01", "2024-06-01", (scene_item["id"],))
     plan = prepare_cube(store, grid, classes, step, {"run_id": "t"}, chunk=CHUNK)
     spec = ModelSpec(classes=("land", "water"), factory="tests.tasks.core.model_probe:build")
-    jobs = [TileJob(store, 0, tile, CHUNK, grid, (scene_item,), halo=16) for tile in plan.todo]
+    jobs = [
+        LandcoverTileJob(store, 0, tile, CHUNK, grid, (scene_item,), halo=16) for tile in plan.todo
+    ]
 
     with (
         LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster,
