@@ -25,10 +25,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from terrawatch.models.change import ChangeDetector, ChangeResult, ChangeSettings
+from terrawatch.models.change import ChangeDetector, ChangeResult
 from terrawatch.models.features import ClipFeatures
 from terrawatch.models.proposals import SuperpixelProposer
 from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
+from terrawatch.models.settings import ChangeSettings
 
 STEPS = ("propose", "compare", "identify")
 

@@ -79,8 +79,7 @@ def change_inputs(
     Raises:
         InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
     """
-    from terrawatch.models.change import ChangeSettings
-    from terrawatch.models.segearth import SegEarthSettings
+    from terrawatch.models.settings import ChangeSettings, SegEarthSettings
 
     source = _from_cube(from_cube, classes, before, after, grid) if from_cube else None
     aoi, classes, periods = _pair_inputs(aoi, classes, before, after, source, today)

@@ -86,7 +86,7 @@ def flood_inputs(
     Raises:
         InputError: a bad value or incomparable scenes; NoScenesError; WeightsNotFoundError.
     """
-    from terrawatch.models.segearth import SegEarthSettings
+    from terrawatch.models.settings import SegEarthSettings
 
     window = flood_windows(event_date, windows.pre_days, windows.post_days)
     classes = parse_class_names(classes or DEFAULT_CLASSES)  # once, for workers and cube

@@ -66,7 +66,7 @@ def landcover_inputs(
         InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
     """
     from terrawatch.models.classes import parse_class_names
-    from terrawatch.models.segearth import SegEarthSettings
+    from terrawatch.models.settings import SegEarthSettings
 
     classes = parse_class_names(classes)  # once: the workers and the cube get this value
     check_chunk(tiling.chunk)

@@ -22,9 +22,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from terrawatch.tasks.core.defaults import (
+from terrawatch.models.settings import (
     BACKBONES,
     DEFAULT_BACKBONE,
+    ChangeSettings,
+    SegEarthSettings,
+)
+from terrawatch.tasks.change import COMPARATORS, DEFAULT_COMPARATOR, DEFAULT_PROPOSER, PROPOSERS
+from terrawatch.tasks.core.defaults import (
     HALO,
     MIN_CHUNK,
     SAR_COMPOSITE,
@@ -109,7 +114,7 @@ class TilingOptions(Options):
 class ModelOptions(Options):
     """Segmenter choice and settings (published SegEarth-OV defaults)."""
 
-    backbone: Literal[BACKBONES] = Field(  # type: ignore[valid-type]
+    backbone: Literal[tuple(BACKBONES)] = Field(  # type: ignore[valid-type]
         DEFAULT_BACKBONE, description="CLIP backbone"
     )
     weights: str | None = Field(
@@ -119,9 +124,13 @@ class ModelOptions(Options):
         "simfeatup", description="feature upsampler"
     )
     upsampler_weights: str | None = Field(None, description="SimFeatUp checkpoint path")
-    prob_thd: float = Field(0.0, description="min class probability, else bg_idx")
-    bg_idx: int = Field(0, description="class index for low-confidence pixels")
-    batch_size: int = Field(8, description="windows per forward pass")
+    prob_thd: float = Field(
+        SegEarthSettings.prob_thd, description="min class probability, else bg_idx"
+    )
+    bg_idx: int = Field(
+        SegEarthSettings.bg_idx, description="class index for low-confidence pixels"
+    )
+    batch_size: int = Field(SegEarthSettings.batch_size, description="windows per forward pass")
     device: str | None = Field(
         None, description="torch device of the model (default: cuda where there is one, else cpu)"
     )
@@ -188,19 +197,22 @@ class ChangeOptions(Options):
         None, description="report only changes to these classes (default: any)"
     )
     mode: Literal["mci", "imc"] = Field(
-        "mci", description="mci (mask, compare, identify) or imc (identify, mask, compare)"
+        ChangeSettings.mode,
+        description="mci (mask, compare, identify) or imc (identify, mask, compare)",
     )
-    theta: float = Field(145.0, description="change angle θ in degrees (published 145)")
+    theta: float = Field(
+        ChangeSettings.theta_deg, description="change angle θ in degrees (published 145)"
+    )
     rule: Literal["instance", "landcover"] | None = Field(
         None,
         description="instance (change of objects of the target classes) or landcover (any "
         "class change); default: instance with --proposer sam, landcover with superpixels",
     )
-    proposer: Literal["superpixel", "sam"] = Field(
-        "superpixel", description="mask proposer: superpixel (weights-free) or sam"
+    proposer: Literal[PROPOSERS] = Field(  # type: ignore[valid-type]
+        DEFAULT_PROPOSER, description="mask proposer: superpixel (weights-free) or sam"
     )
-    comparator: Literal["clip", "dinov2"] = Field(
-        "clip", description="feature comparator: the segmenter's CLIP or dinov2"
+    comparator: Literal[COMPARATORS] = Field(  # type: ignore[valid-type]
+        DEFAULT_COMPARATOR, description="feature comparator: the segmenter's CLIP or dinov2"
     )
     proposer_weights: str | None = Field(
         None, description="SAM checkpoint path (default: weights dir, then download)"

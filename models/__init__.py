@@ -12,13 +12,20 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["SegEarthOV", "SegEarthSettings"]
 
 if TYPE_CHECKING:
-    from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
+    from terrawatch.models.segearth import SegEarthOV
+    from terrawatch.models.settings import SegEarthSettings
+
+
+_HOMES = {
+    "SegEarthOV": "terrawatch.models.segearth",
+    "SegEarthSettings": "terrawatch.models.settings",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import :mod:`terrawatch.models.segearth` when one of its names is first used."""
-    if name not in __all__:
+    """Import a name's module when the name is first used (PEP 562)."""
+    if name not in _HOMES:
         raise AttributeError(f"module 'terrawatch.models' has no attribute {name!r}")
-    value = getattr(import_module("terrawatch.models.segearth"), name)
+    value = getattr(import_module(_HOMES[name]), name)
     globals()[name] = value
     return value

@@ -23,81 +23,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from terrawatch.errors import InputError
 from terrawatch.models.comparator import bitemporal_match, instance_ceg
 from terrawatch.models.features import FeatureExtractor
 from terrawatch.models.identifier import Identifier, instance_rule, landcover_rule, mask_class_probs
 from terrawatch.models.proposals import MaskProposer, MaskSet, check_image, merge_bitemporal
+from terrawatch.models.settings import MAX_CLASS, ChangeSettings
 
 NO_CHANGE = 255
 """class_from / class_to value where nothing changed."""
-MAX_CLASS = 254
-
-
-@dataclass(frozen=True)
-class ChangeSettings:
-    """Change-detection settings; defaults are the SAM-DINOv2-SegEarth-OV ones."""
-
-    mode: Literal["mci", "imc"] = "mci"
-    """``mci`` (Mask-Compare-Identify) or ``imc`` (Identify-Mask-Compare)."""
-    theta_deg: float = 145.0
-    """θ in degrees: changed ⇔ -cos(z1, z2) > cos(θ); 145 -> cos < 0.819."""
-    nms_iou: float = 0.7
-    """Box IoU of the cross-date NMS (M-C-I)."""
-    area_thresh: float = 0.8
-    """Masks covering at least this share of the image are dropped (M-C-I)."""
-    ceg_iou: float = 0.01
-    """A mask whose IoUs with the other date sum to at most this has no counterpart (I-M-C)."""
-    rule: Literal["instance", "landcover"] = "instance"
-    """M-C-I rule: ``instance`` (classes differ and own-date class is a target) or
-    ``landcover`` (classes differ and either is a target)."""
-    targets: tuple[int, ...] | None = None
-    """Target class indices; None = every class but 0 (background)."""
-    from_classes: tuple[int, ...] | None = None
-    """Optional filter: report only changes whose t1 class is one of these."""
-    to_classes: tuple[int, ...] | None = None
-    """Optional filter: report only changes whose t2 class is one of these."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("mci", "imc"):
-            raise InputError(f"mode must be 'mci' or 'imc', got {self.mode!r}")
-        if self.rule not in ("instance", "landcover"):
-            raise InputError(f"rule must be 'instance' or 'landcover', got {self.rule!r}")
-        if not 90.0 < self.theta_deg <= 180.0:
-            raise InputError(
-                f"theta_deg must be in (90, 180] degrees, got {self.theta_deg!r}; the "
-                f"published values are 110-155 (145 for SAM-DINOv2-SegEarth-OV)"
-            )
-        for name, low, high in (("nms_iou", 0.0, 1.0), ("ceg_iou", 0.0, 1.0)):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise InputError(f"{name} must be within {low}..{high}, got {value!r}")
-        if not 0.0 < self.area_thresh <= 1.0:
-            raise InputError(f"area_thresh must be within (0, 1], got {self.area_thresh!r}")
-        for name in ("targets", "from_classes", "to_classes"):
-            value = getattr(self, name)
-            _check_classes(name, value)
-            if value is not None:  # lists (JSON, CLI) become hashable tuples of int
-                object.__setattr__(self, name, tuple(int(v) for v in value))
-
-
-def _check_classes(name: str, value: tuple[int, ...] | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise InputError(f"{name} must be a tuple of class indices or None, got {value!r}")
-    if len(value) == 0:
-        raise InputError(f"{name} is empty: give at least one class index, or None for the default")
-    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
-    bad += [v for v in value if isinstance(v, (int, np.integer)) and not 0 <= v <= MAX_CLASS]
-    if bad:
-        raise InputError(f"{name} must hold class indices 0..{MAX_CLASS}, got {list(value)!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -363,7 +302,7 @@ def _class_count(identifier: Identifier) -> int | None:
         classes = getattr(owner, "classes", None)
     except RuntimeError:  # SegEarthOV without classes set yet
         return None
-    inner = getattr(classes, "classes", None)
+    inner = getattr(classes, "synonyms", None)
     return len(inner) if isinstance(inner, tuple) else None
 
 

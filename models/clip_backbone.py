@@ -20,8 +20,8 @@ from open_clip.transformer import QuickGELU
 from torch import Tensor, nn
 
 from terrawatch.errors import InputError
+from terrawatch.models.settings import Attention
 
-Attention = Literal["segearth", "sclip", "clearclip", "maskclip", "vanilla"]
 ATTENTION_VARIANTS: tuple[str, ...] = ("segearth", "sclip", "clearclip", "maskclip", "vanilla")
 Activation = Literal["quickgelu", "gelu"]
 ACTIVATIONS: tuple[str, ...] = ("quickgelu", "gelu")

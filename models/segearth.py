@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,16 +29,16 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.tokenizer import SimpleTokenizer
 from torch import Tensor, nn
 
-from terrawatch.errors import InputError, UnknownSettingError
+from terrawatch.errors import InputError
 from terrawatch.models.alignearth import Sensor, sensor_profile
 from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.models.clip_backbone import (
     Activation,
-    Attention,
     DenseCLIPEncoder,
     clip_activation,
     load_clip,
 )
+from terrawatch.models.settings import BACKBONES, DEFAULT_BACKBONE, SegEarthSettings
 from terrawatch.models.simfeatup import JBUOne, load_simfeatup
 from terrawatch.models.sliding import Window, pad_to_multiple, plan_windows
 from terrawatch.models.text import TEMPLATES, TextEmbeddingCache
@@ -46,61 +46,8 @@ from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
 
-BACKBONES: dict[str, int] = {"ViT-B-16": 16, "ViT-B-32": 32, "ViT-L-14": 14}
-"""Supported CLIP backbones and their patch sizes."""
 SIMFEATUP_WEIGHTS = "simfeatup-jbu-one-million-aid"
 MAX_CLASSES = 255  # uint8 labels; 255 is the no-data value of the cubes
-
-
-@dataclass(frozen=True)
-class SegEarthSettings:
-    """Inference settings; defaults are the published SegEarth-OV ones."""
-
-    attention: Attention = "segearth"
-    """Attention of the modified block(s): segearth, sclip, clearclip, maskclip, vanilla."""
-    last_n_layers: int = 1
-    """Number of modified last blocks, outputs summed (2 for AlignEarth)."""
-    gba_lambda: float = 0.3
-    """Global Bias Alleviation strength λ; 0 disables it."""
-    logit_scale: float = 50.0
-    """Softmax temperature inverse over the text queries."""
-    prob_thd: float = 0.0
-    """Pixels whose best class probability is below this get ``bg_idx``."""
-    bg_idx: int = 0
-    """Class index used for low-confidence pixels."""
-    resize_long_side: int | None = 448
-    """Resize the long side to this before windowing; None keeps the input resolution."""
-    window: int = 224
-    """Sliding-window size in pixels (at the resized resolution)."""
-    stride: int = 112
-    """Sliding-window stride in pixels."""
-    batch_size: int = 8
-    """Windows per forward pass."""
-
-    def __post_init__(self) -> None:
-        if self.window <= 0 or self.stride <= 0 or self.stride > self.window:
-            raise InputError(
-                f"need 0 < stride <= window, got window={self.window}, stride={self.stride}"
-            )
-        if self.batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        if not 0.0 <= self.prob_thd <= 1.0:
-            raise InputError(f"prob_thd must be within 0..1, got {self.prob_thd!r}")
-        if self.resize_long_side is not None and self.resize_long_side < 1:
-            raise InputError(
-                f"resize_long_side must be >= 1 or None, got {self.resize_long_side!r}"
-            )
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> SegEarthSettings:
-        """Build from keyword arguments, rejecting unknown names with the valid ones listed."""
-        valid = {field.name for field in fields(cls)}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            raise UnknownSettingError(
-                f"unknown SegEarth-OV settings {unknown}; valid settings: {sorted(valid)}"
-            )
-        return cls(**kwargs)
 
 
 class SegEarthOV(nn.Module):
@@ -133,7 +80,7 @@ class SegEarthOV(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        backbone: str = "ViT-B-16",
+        backbone: str = DEFAULT_BACKBONE,
         weights: str | Path | None = None,
         upsampler: Literal["simfeatup", "bilinear"] = "simfeatup",
         device: str | torch.device | None = None,
@@ -368,7 +315,7 @@ def _build_upsampler(
     if upsampler != "simfeatup":
         raise InputError(f"upsampler must be 'simfeatup' or 'bilinear', got {upsampler!r}")
     patch = BACKBONES[backbone]
-    if backbone != "ViT-B-16" and explicit is None:
+    if backbone != DEFAULT_BACKBONE and explicit is None:
         raise InputError(
             f"the published SimFeatUp weights are for ViT-B-16 only; for {backbone} pass "
             f"upsampler='bilinear' or upsampler_weights= trained for this backbone"

@@ -20,7 +20,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 _EXPORTS = {
     "SegEarthOV": "terrawatch.models.segearth",
-    "SegEarthSettings": "terrawatch.models.segearth",
+    "SegEarthSettings": "terrawatch.models.settings",
     "open_cube": "terrawatch.tasks.core.cube_store",
     "TerrawatchError": "terrawatch.errors",
     "InputError": "terrawatch.errors",
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
         StoreMismatchError,
         TerrawatchError,
     )
-    from terrawatch.models.segearth import SegEarthOV, SegEarthSettings
+    from terrawatch.models.segearth import SegEarthOV
+    from terrawatch.models.settings import SegEarthSettings
     from terrawatch.tasks.core.cube_store import open_cube
 
 

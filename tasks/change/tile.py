@@ -23,9 +23,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError
-from terrawatch.models.change import ChangeDetector, ChangeSettings
+from terrawatch.models.change import ChangeDetector
 from terrawatch.models.classes import parse_class_names
 from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.settings import ChangeSettings
+from terrawatch.tasks.change import COMPARATORS, DEFAULT_COMPARATOR, DEFAULT_PROPOSER, PROPOSERS
 from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.load import read_composite
@@ -42,9 +44,6 @@ from terrawatch.tasks.core.worker_process import freeze_loaded_objects
 
 logger = logging.getLogger(__name__)
 
-PROPOSERS = ("superpixel", "sam")
-COMPARATORS = ("clip", "dinov2")
-
 
 @dataclass(frozen=True)
 class ChangeSpec:
@@ -54,13 +53,13 @@ class ChangeSpec:
     """SegEarth-OV (identifier, and the CLIP features of the ``clip`` comparator)."""
     settings: ChangeSettings = field(default_factory=ChangeSettings)
     """Mode, θ, rule and the class query (indices into the segmenter's classes)."""
-    proposer: str = "superpixel"
+    proposer: str = DEFAULT_PROPOSER
     """``superpixel`` (weights-free SLIC) or ``sam``."""
     proposer_settings: tuple[tuple[str, Any], ...] = ()
     """Extra keyword arguments of the proposer, as (name, value) pairs."""
     proposer_weights: str | None = None
     """SAM checkpoint (default: weights dir / download)."""
-    comparator: str = "clip"
+    comparator: str = DEFAULT_COMPARATOR
     """``clip`` (patch tokens of the segmenter's CLIP) or ``dinov2``."""
     comparator_weights: str | None = None
     """DINOv2 checkpoint (default: weights dir / download)."""

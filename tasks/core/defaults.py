@@ -15,12 +15,6 @@ HALO = 112
 MIN_CHUNK = 64
 """Smallest output chunk (tile) side in pixels: smaller tiles are mostly halo."""
 
-BACKBONES: tuple[str, ...] = ("ViT-B-16", "ViT-B-32", "ViT-L-14")
-"""CLIP backbones a run can choose (the patch sizes are in :data:`models.segearth.BACKBONES`)."""
-
-DEFAULT_BACKBONE = "ViT-B-16"
-"""The published SegEarth-OV backbone (SimFeatUp and AlignEarth weights exist for it only)."""
-
 SENSOR_GSD: dict[str, float] = {"sentinel-2": 10.0, "sentinel-1": 10.0, "landsat": 30.0}
 """Inference pixel size (m) per collection-name prefix: the sensor's finest common band."""
 

@@ -14,8 +14,8 @@ import torch
 from terrawatch.errors import InputError
 from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.settings import DEFAULT_BACKBONE
 from terrawatch.tasks.core.cube_types import NODATA
-from terrawatch.tasks.core.defaults import DEFAULT_BACKBONE
 from terrawatch.tasks.core.worker_process import (
     dask_worker,
     freeze_loaded_objects,

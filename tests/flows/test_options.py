@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from typing import get_args
 
 import pytest
 
@@ -22,7 +23,7 @@ from terrawatch.flows.options import (
     TilingOptions,
     TrainingOptions,
 )
-from terrawatch.tasks.core.defaults import BACKBONES, HALO, check_chunk
+from terrawatch.tasks.core.defaults import HALO, check_chunk
 
 
 def _flows() -> dict:
@@ -74,9 +75,9 @@ def test_options_module_imports_no_heavy_library():
 
 
 def test_backbone_choices_are_the_models_backbones():
-    from terrawatch.models.segearth import BACKBONES as PATCH_SIZES
+    from terrawatch.models.settings import BACKBONES
 
-    assert set(BACKBONES) == set(PATCH_SIZES)
+    assert set(get_args(ModelOptions.model_fields["backbone"].annotation)) == set(BACKBONES)
     with pytest.raises(SystemExit):
         _parse(*LANDCOVER, "--backbone", "ViT-X-99")
 

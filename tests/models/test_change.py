@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from terrawatch.models.change import ChangeDetector, ChangeResult, ChangeSettings
+from terrawatch.models.change import ChangeDetector, ChangeResult
 from terrawatch.models.features import ClipFeatures
 from terrawatch.models.proposals import SuperpixelProposer
 from terrawatch.models.segearth import SegEarthOV
+from terrawatch.models.settings import ChangeSettings
 from tests.models.change_fixtures import PAIR256, planted_pair, read_rgb
 
 
