@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from terrawatch.errors import WeightsNotFoundError
+from terrawatch.errors import WeightsCorruptError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class WeightsEntry:
     description: str
     """What the file is, with licence and paper."""
     open_clip_model: str | None = None
-    """open_clip model name when open_clip's own download mechanism fetches it."""
+    """open_clip model name of the architecture; the file itself is fetched by ``_download``."""
 
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
@@ -140,6 +140,7 @@ def resolve_weights(name: str, explicit: str | Path | None = None) -> Path:
 
     Raises:
         WeightsNotFoundError: the file is missing and could not be downloaded.
+        WeightsCorruptError: the downloaded file does not have the registry's checksum.
     """
     entry = get_entry(name)
     if explicit is not None:
@@ -159,6 +160,8 @@ def resolve_weights(name: str, explicit: str | Path | None = None) -> Path:
         )
     try:
         return _download(entry)
+    except WeightsCorruptError:
+        raise
     except Exception as err:  # any network/HTTP/checksum failure: one clear message
         raise WeightsNotFoundError(
             _missing_message(entry, local, f"download failed: {err}")
@@ -176,24 +179,87 @@ def _missing_message(entry: WeightsEntry, local: Path, why: str) -> str:
 
 
 def _download(entry: WeightsEntry) -> Path:
-    """Fetch through open_clip's own mechanism (CLIP) or torch.hub (other checkpoints)."""
+    """Fetch ``entry.url`` into ``<weights_dir>/<filename>``, resuming an interrupted download.
+
+    The bytes go to ``<filename>.partial`` beside the final file; only a complete file whose
+    SHA-256 matches the registry is renamed (atomically) to the final name, so a crash or a cut
+    connection never leaves a half file that later runs would take for the checkpoint. A
+    ``.partial`` left by an interrupted run is continued with an HTTP ``Range`` request (or
+    restarted when the server ignores ranges).
+
+    Raises:
+        WeightsCorruptError: the complete file does not have the registry's checksum (deleted).
+        OSError: the connection failed or closed early (``.partial`` kept for the next try).
+    """
     target_dir = weights_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s (%s) into %s", entry.filename, entry.size, target_dir)
-    if entry.open_clip_model is not None:
-        from open_clip.pretrained import download_pretrained_from_url
-
-        return Path(download_pretrained_from_url(entry.url, cache_dir=str(target_dir)))
-    import torch.hub
-
     target = target_dir / entry.filename
-    partial = target.with_suffix(target.suffix + ".partial")
-    torch.hub.download_url_to_file(entry.url, str(partial), progress=True)
-    if entry.sha256_prefix and not file_sha256(partial).startswith(entry.sha256_prefix):
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    logger.info("downloading %s (%s) into %s", entry.filename, entry.size, target_dir)
+    _fetch_resuming(entry.url, partial)
+    digest = file_sha256(partial)
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        size = partial.stat().st_size
         partial.unlink()
-        raise RuntimeError(f"checksum mismatch for {entry.url}")
+        raise WeightsCorruptError(
+            f"{entry.description}: the download of {entry.filename} from {entry.url} is corrupt: "
+            f"expected SHA-256 {entry.sha256_prefix}, got {digest} ({size} bytes). The file was "
+            f"deleted (nothing was written to {target}). To retry: run "
+            f"`terrawatch weights fetch {entry.name}` again; if it fails the same way, download "
+            f"{entry.url} yourself, check its SHA-256, and copy it to {target}."
+        )
     partial.replace(target)
     return target
+
+
+PARTIAL_SUFFIX = ".partial"
+"""Suffix of a download in progress, kept beside the final file so a later run can resume it."""
+_TIMEOUT_S = 60.0
+_BLOCK = 1 << 20
+
+
+def _fetch_resuming(url: str, partial: Path) -> None:
+    """Complete ``partial`` from ``url``: continue it with ``Range: bytes=N-`` when it has bytes.
+
+    A ``206`` whose ``Content-Range`` starts at ``N`` is appended; a ``200`` (ranges ignored)
+    restarts the file; ``416`` means ``partial`` is already whole (the checksum decides).
+
+    Raises:
+        OSError: network errors, HTTP errors, or a body shorter than its ``Content-Length``.
+    """
+    import urllib.error
+    import urllib.request
+
+    have = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "terrawatch"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:
+            return
+        raise
+    with response:
+        resumed = response.status == 206
+        if resumed and not (response.headers.get("Content-Range") or "").startswith(
+            f"bytes {have}-"
+        ):
+            raise OSError(f"server answered {url} with an unexpected Content-Range")
+        if resumed:
+            logger.info("resuming %s at byte %d", partial.name, have)
+        length = response.headers.get("Content-Length")
+        written = 0
+        with partial.open("ab" if resumed else "wb") as out:
+            while block := response.read(_BLOCK):
+                out.write(block)
+                written += len(block)
+    # urllib returns b"" instead of raising when the server closes the connection early.
+    if length is not None and written != int(length):
+        raise OSError(
+            f"connection closed after {written} of {length} bytes of {url}; the bytes received "
+            f"are kept in {partial} and the next try resumes from there"
+        )
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}

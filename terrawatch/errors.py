@@ -14,7 +14,7 @@ Each member also derives from the builtin it replaced (``InputError`` is a ``Val
 Exit codes (``terrawatch --help`` prints them from :func:`exit_codes`): 0 done; 1 any other
 terrawatch error, or a bug (with its traceback); 2 bad input, as argparse's usage errors
 (:class:`InputError` and its kinds); 3 no scenes; 4 store mismatch; 5 weights not found;
-6 catalog unreachable.
+6 catalog unreachable; 7 downloaded weights corrupt.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ class WeightsNotFoundError(TerrawatchError, FileNotFoundError):
     """A checkpoint is neither on disk nor downloadable (offline)."""
 
     exit_code = 5
+
+
+class WeightsCorruptError(TerrawatchError, ValueError):
+    """A downloaded checkpoint does not have the registry's checksum (deleted, not used)."""
+
+    exit_code = 7
 
 
 class CatalogUnreachableError(TerrawatchError, ConnectionError):

@@ -47,6 +47,7 @@ FAMILY = [
     NoScenesError,
     errors.StoreMismatchError,
     errors.WeightsNotFoundError,
+    errors.WeightsCorruptError,
     CatalogUnreachableError,
 ]
 
