@@ -34,7 +34,7 @@ def modified_forward(visual, x: torch.Tensor, variant: str, last_n: int):
     gh, gw = tokens.shape[-2:]
     tokens = tokens.flatten(2).transpose(1, 2)
     tokens = torch.cat([visual.class_embedding.view(1, 1, -1), tokens], dim=1)
-    tokens = tokens + visual.positional_embedding
+    tokens = tokens + grid_positional_embedding(visual.positional_embedding, gh, gw)
     tokens = visual.ln_pre(tokens)
     blocks = list(visual.transformer.resblocks)
     total = 0
@@ -44,6 +44,19 @@ def modified_forward(visual, x: torch.Tensor, variant: str, last_n: int):
         tokens = block(tokens)
     out = visual.ln_post(total) @ visual.proj
     return out[0, 1:].T.reshape(-1, gh, gw), out[0, 0]
+
+
+def grid_positional_embedding(pos: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """[CLS] position as is; the side x side patch grid resized bicubically to gh rows, gw columns.
+
+    Row-major tokens: patch token r * gw + c sits in row r (height) and column c (width).
+    """
+    side = math.isqrt(pos.shape[0] - 1)
+    width = pos.shape[1]
+    image = pos[1:].T.reshape(1, width, side, side)  # channel images, rows first
+    resized = F.interpolate(image, size=(gh, gw), mode="bicubic", align_corners=False)[0]
+    patches = torch.stack([resized[:, r, c] for r in range(gh) for c in range(gw)])
+    return torch.cat([pos[:1], patches])
 
 
 def attention_output(block, tokens: torch.Tensor, variant: str) -> torch.Tensor:
