@@ -48,6 +48,7 @@ FAMILY = [
     errors.StoreMismatchError,
     errors.WeightsNotFoundError,
     CatalogUnreachableError,
+    errors.UntrustedCheckpointError,
 ]
 
 WITH_COMMAND = """
