@@ -41,7 +41,7 @@ from terrawatch.models.clip_backbone import (
 from terrawatch.models.settings import BACKBONES, DEFAULT_BACKBONE, SegEarthSettings
 from terrawatch.models.simfeatup import JBUOne, load_simfeatup
 from terrawatch.models.sliding import Window, pad_to_multiple, plan_windows
-from terrawatch.models.text import TEMPLATES, TextEmbeddingCache
+from terrawatch.models.text import TEMPLATES, TextEmbeddingCache, text_encoder_id
 from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class SegEarthOV(nn.Module):
         )
         self.upsampler = upsampler.eval() if upsampler is not None else None
         self.tokenizer = SimpleTokenizer(context_length=clip.context_length)
-        self.text_cache = TextEmbeddingCache(weights_id)
+        self.text_cache = TextEmbeddingCache(text_encoder_id(weights_id, clip))
         self.register_buffer("mean", torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1), False)
         self._provenance = dict(provenance or {}, weights_id=weights_id)
