@@ -105,10 +105,13 @@ def load_checkpoint(
 
 
 def _first_line(err: Exception) -> str:
-    """The unsupported global torch names, else the error's first line."""
+    """What torch's weights-only unpickler refused, in one line (its message has many)."""
     text = str(err)
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    return f"unsupported global {found.group(1)}" if found else text.strip().splitlines()[0]
+    if found:
+        return f"unsupported global {found.group(1)}"
+    detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)
+    return detail.group(1).strip() if detail else text.strip().splitlines()[0]
 
 
 def is_torchscript(path: Path) -> bool:

@@ -18,7 +18,6 @@ Features are channels-last inside; outputs are ``[B, C, H, W]`` in ``channels_la
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,6 @@ from torch import Tensor, nn
 
 from terrawatch.errors import InputError, WeightsNotFoundError
 from terrawatch.models.safe_checkpoint import LIGHTNING_SAFE_GLOBALS, load_checkpoint
-
-logger = logging.getLogger(__name__)
 
 _CONV_TILE = 4
 """Source blocks per conv tile side: a tile is 8x8 output pixels reading 12x12 source pixels."""
