@@ -124,6 +124,11 @@ class ModelOptions(Options):
         "simfeatup", description="feature upsampler"
     )
     upsampler_weights: str | None = Field(None, description="SimFeatUp checkpoint path")
+    trust_checkpoint: bool = Field(
+        False,
+        description="load checkpoints that pickle Python objects (this can run code from them;"
+        " only for files from a trusted source)",
+    )
     prob_thd: float = Field(
         SegEarthSettings.prob_thd, description="min class probability, else bg_idx"
     )
@@ -168,6 +173,7 @@ class ModelOptions(Options):
             self.upsampler_weights,
             self.settings(),
             device=self.device,
+            trust_checkpoint=self.trust_checkpoint,
         )
 
 

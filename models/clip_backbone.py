@@ -8,8 +8,6 @@ FFN dropped), summed, and all tokens including [CLS] go through ``ln_post`` and 
 from __future__ import annotations
 
 import math
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +18,11 @@ from open_clip.transformer import QuickGELU
 from torch import Tensor, nn
 
 from terrawatch.errors import InputError
+from terrawatch.models.safe_checkpoint import (
+    is_torchscript,
+    load_checkpoint,
+    load_torchscript_state_dict,
+)
 from terrawatch.models.settings import Attention
 
 ATTENTION_VARIANTS: tuple[str, ...] = ("segearth", "sclip", "clearclip", "maskclip", "vanilla")
@@ -42,6 +45,7 @@ def load_clip(
     activation: Activation | None = None,
     *,
     default_activation: Activation = "quickgelu",
+    trust_checkpoint: bool = False,
 ) -> CLIP:
     """Build a float32 CLIP model from a checkpoint in the OpenAI / open_clip key layout.
 
@@ -56,11 +60,15 @@ def load_clip(
     * else ``default_activation``: QuickGELU, as the OpenAI models were trained. AlignEarth
       passes ``"gelu"`` (see :mod:`models.alignearth`).
 
+    Nothing in the file is executed unless ``trust_checkpoint`` (see
+    :mod:`models.safe_checkpoint`): TorchScript archives are read without ``torch.jit.load``,
+    and a file that pickles Python objects is refused.
+
     Raises:
         ValueError: the file is not a CLIP ViT checkpoint (names the missing keys), or an
             unknown activation.
     """
-    state_dict, recorded = _read_checkpoint(Path(path))
+    state_dict, recorded = _read_checkpoint(Path(path), trust_checkpoint)
     chosen = activation or recorded or default_activation
     if chosen not in ACTIVATIONS:
         source = "activation" if activation else f"the activation recorded in {str(path)!r}"
@@ -100,17 +108,17 @@ def _bare_tower_hint(state_dict: dict[str, Tensor]) -> str:
     return ""
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], str | None]:
+def _read_checkpoint(
+    path: Path, trust_checkpoint: bool = False
+) -> tuple[dict[str, Tensor], str | None]:
     """The state dict and the activation recorded beside it (None when the file names none)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path)), None
-    if _is_torchscript(path):  # OpenAI publishes TorchScript archives
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict()), None
-    loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    if is_torchscript(path):  # OpenAI publishes TorchScript archives
+        return load_torchscript_state_dict(path, trust_checkpoint), None
+    loaded = load_checkpoint(path, trust_checkpoint)
     recorded = None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         recorded = loaded.get("activation")
@@ -120,14 +128,6 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], str | None]:
     if loaded and next(iter(loaded)).startswith("module."):  # saved from DistributedDataParallel
         loaded = {key.removeprefix("module."): value for key, value in loaded.items()}
     return loaded, recorded
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder; torch.save files have none."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
 
 
 class DenseCLIPEncoder(nn.Module):

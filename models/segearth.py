@@ -41,7 +41,7 @@ from terrawatch.models.clip_backbone import (
 from terrawatch.models.settings import BACKBONES, DEFAULT_BACKBONE, SegEarthSettings
 from terrawatch.models.simfeatup import JBUOne, load_simfeatup
 from terrawatch.models.sliding import Window, pad_to_multiple, plan_windows
-from terrawatch.models.text import TEMPLATES, TextEmbeddingCache
+from terrawatch.models.text import TEMPLATES, TextEmbeddingCache, text_encoder_id
 from terrawatch.models.weights import file_sha256, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class SegEarthOV(nn.Module):
         )
         self.upsampler = upsampler.eval() if upsampler is not None else None
         self.tokenizer = SimpleTokenizer(context_length=clip.context_length)
-        self.text_cache = TextEmbeddingCache(weights_id)
+        self.text_cache = TextEmbeddingCache(text_encoder_id(weights_id, clip))
         self.register_buffer("mean", torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1), False)
         self._provenance = dict(provenance or {}, weights_id=weights_id)
@@ -87,6 +87,7 @@ class SegEarthOV(nn.Module):
         upsampler_weights: str | Path | None = None,
         sensor: Sensor = "optical",
         activation: Activation | None = None,
+        trust_checkpoint: bool = False,
         **settings: Any,
     ) -> SegEarthOV:
         """Load CLIP (and SimFeatUp) weights and build the segmenter.
@@ -103,18 +104,29 @@ class SegEarthOV(nn.Module):
                 SimFeatUp and GBA (:func:`models.alignearth.sensor_profile`).
             activation: ``quickgelu`` or ``gelu`` for the CLIP MLPs; default: what the
                 checkpoint records, else QuickGELU (optical) or GELU (AlignEarth).
+            trust_checkpoint: load checkpoints that pickle Python objects (beyond tensors and
+                Lightning's bookkeeping) and TorchScript archives via ``torch.jit.load`` when
+                they cannot be read safely; this can run code from the files, so only for
+                files from a trusted source (:mod:`models.safe_checkpoint`).
             **settings: fields of :class:`SegEarthSettings`; they override the sensor's defaults.
 
         Raises:
             WeightsNotFoundError: a checkpoint is missing and cannot be downloaded.
             ValueError: unknown backbone/upsampler/sensor, or weights that do not fit.
+            UntrustedCheckpointError: a checkpoint pickles Python objects and
+                ``trust_checkpoint`` is False.
         """
         if backbone not in BACKBONES:
             raise InputError(f"unknown backbone {backbone!r}; available: {sorted(BACKBONES)}")
         profile = sensor_profile(sensor, backbone)
         parsed = SegEarthSettings.from_kwargs(**{**profile.settings, **settings})
         clip_path = resolve_weights(profile.weights, weights)
-        clip = load_clip(clip_path, activation, default_activation=profile.activation)
+        clip = load_clip(
+            clip_path,
+            activation,
+            default_activation=profile.activation,
+            trust_checkpoint=trust_checkpoint,
+        )
         patch = int(clip.visual.conv1.kernel_size[0])
         if patch != BACKBONES[backbone]:
             raise InputError(
@@ -130,7 +142,9 @@ class SegEarthOV(nn.Module):
             "activation": clip_activation(clip),
             "upsampler": upsampler,
         }
-        module = _build_upsampler(upsampler, backbone, upsampler_weights, clip, provenance)
+        module = _build_upsampler(
+            upsampler, backbone, upsampler_weights, clip, provenance, trust_checkpoint
+        )
         model = cls(clip, module, parsed, f"{backbone}:{clip_sha}", provenance)
         return model.to(_default_device(device))
 
@@ -309,6 +323,7 @@ def _build_upsampler(
     explicit: str | Path | None,
     clip: nn.Module,
     provenance: dict[str, Any],
+    trust_checkpoint: bool = False,
 ) -> JBUOne | None:
     if upsampler == "bilinear":
         return None
@@ -326,7 +341,7 @@ def _build_upsampler(
             f"SimFeatUp upsamples by powers of 2; patch size {patch} of {backbone} is not"
         )
     path = resolve_weights(SIMFEATUP_WEIGHTS, explicit)
-    module = load_simfeatup(path, steps=int(steps))
+    module = load_simfeatup(path, steps=int(steps), trust_checkpoint=trust_checkpoint)
     embed_dim = int(clip.visual.proj.shape[1])
     feat_dim = int(module.fixup_proj[1].weight.shape[0])
     if feat_dim != embed_dim:

@@ -18,9 +18,7 @@ Features are channels-last inside; outputs are ``[B, C, H, W]`` in ``channels_la
 from __future__ import annotations
 
 import functools
-import logging
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from terrawatch.errors import InputError, WeightsNotFoundError
-
-logger = logging.getLogger(__name__)
+from terrawatch.models.safe_checkpoint import LIGHTNING_SAFE_GLOBALS, load_checkpoint
 
 _CONV_TILE = 4
 """Source blocks per conv tile side: a tile is 8x8 output pixels reading 12x12 source pixels."""
@@ -476,20 +473,26 @@ def _bicubic_windows(n_in: int, n_padded: int, radius: int) -> Tensor:
     return windows
 
 
-def load_simfeatup(path: str | Path, feat_dim: int | None = None, steps: int = 4) -> JBUOne:
+def load_simfeatup(
+    path: str | Path, feat_dim: int | None = None, steps: int = 4, trust_checkpoint: bool = False
+) -> JBUOne:
     """Load the published Lightning checkpoint (``xclip_jbu_one_million_aid.ckpt``) in eval mode.
 
     Args:
         path: the ``.ckpt`` file; its ``state_dict`` keys start with ``upsampler.``.
         feat_dim: feature width; inferred from ``fixup_proj.1.weight`` when None.
         steps: x2 steps, log2 of the backbone's patch size (4 for ViT-B/16, 5 for ViT-B/32).
+        trust_checkpoint: load a file that pickles objects beyond Lightning's allow-listed
+            bookkeeping (:data:`models.safe_checkpoint.LIGHTNING_SAFE_GLOBALS`); this can run
+            code from the file, so only for files from a trusted source.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file is not a JBUOne checkpoint (names missing/unexpected/misshapen keys).
+        UntrustedCheckpointError: the file pickles other objects and is not trusted.
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = _read_state_dict(path, trust_checkpoint)
     if feat_dim is None:
         weight = state.get("fixup_proj.1.weight")
         feat_dim = int(weight.shape[0]) if isinstance(weight, Tensor) else 512
@@ -515,20 +518,14 @@ def save_simfeatup_checkpoint(module: JBUOne, path: str | Path) -> None:
     torch.save(payload, Path(path))
 
 
-def _read_state_dict(path: Path) -> dict[str, Any]:
+def _read_state_dict(path: Path, trust_checkpoint: bool = False) -> dict[str, Any]:
     """The checkpoint's ``state_dict`` with the ``upsampler.`` prefix removed."""
     if not path.is_file():
         raise WeightsNotFoundError(
             f"SimFeatUp checkpoint {str(path)!r} does not exist; pass the path of the "
             f"published xclip_jbu_one_million_aid.ckpt (or a file saved in its format)"
         )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # Lightning files may pickle hyper-parameter objects
-        logger.warning(
-            "%s holds non-tensor objects (%s); loading it with weights_only=False", path, err
-        )
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    loaded = load_checkpoint(path, trust_checkpoint, LIGHTNING_SAFE_GLOBALS)
     state = loaded.get("state_dict") if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
         raise InputError(

@@ -6,13 +6,16 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.transformer import QuickGELU
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-from torch import Tensor
+from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +33,50 @@ def text_cache_dir() -> Path:
     return cache / "terrawatch" / "text-embeddings"
 
 
-class TextEmbeddingCache:
-    """Query embeddings cached by (model weights, query word, templates), in memory and on disk.
+def text_encoder_id(weights_id: str, clip: nn.Module) -> dict[str, Any]:
+    """Everything besides word and templates that changes a CLIP model's text embeddings.
 
-    Keyed per word, so a class list that shares words with an earlier one encodes only the new
-    words; a flow encodes each list once, not once per tile or run.
+    The same weights file gives other embeddings under another MLP activation (QuickGELU or
+    GELU is chosen at load time, not stored in OpenAI's files), another context length (the
+    tokenizer pads or truncates to it) or another dtype. ``weights_id`` names the weights (the
+    checkpoint's sha256); a model built without one is identified by its text tower's tensors.
+    """
+    act = clip.transformer.resblocks[0].mlp.gelu
+    return {
+        "weights": weights_id if weights_id != "unidentified" else _text_tower_digest(clip),
+        "activation": "quickgelu" if isinstance(act, QuickGELU) else "gelu",
+        "context_length": int(clip.context_length),
+        "tokenizer": f"{SimpleTokenizer.__module__}.{SimpleTokenizer.__qualname__}",
+        "dtype": str(clip.token_embedding.weight.dtype),
+    }
+
+
+def _text_tower_digest(clip: nn.Module) -> str:
+    """sha256 over the text tower's tensors (every entry outside ``visual.``)."""
+    digest = hashlib.sha256()
+    for key, value in clip.state_dict().items():
+        if not key.startswith("visual."):
+            digest.update(key.encode("utf-8"))
+            digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return "sha256-text:" + digest.hexdigest()
+
+
+class TextEmbeddingCache:
+    """Query embeddings cached by (text encoder, query word, templates), in memory and on disk.
+
+    ``encoder`` identifies the text encoder (:func:`text_encoder_id`: weights, activation,
+    context length, tokenizer, dtype), so models that encode text differently never share
+    entries. Keyed per word, so a class list that shares words with an earlier one encodes only
+    the new words; a flow encodes each list once, not once per tile or run.
     """
 
-    def __init__(self, weights_id: str, directory: Path | None = None, use_disk: bool = True):
-        self.weights_id = weights_id
+    def __init__(
+        self,
+        encoder: Mapping[str, Any],
+        directory: Path | None = None,
+        use_disk: bool = True,
+    ):
+        self.encoder = dict(encoder)
         self.directory = directory or text_cache_dir()
         self.use_disk = use_disk
         self._memory: dict[str, Tensor] = {}
@@ -61,7 +99,9 @@ class TextEmbeddingCache:
         return torch.stack([self._memory[key] for key in keys])
 
     def _key(self, query: str, templates: Sequence[str]) -> str:
-        payload = json.dumps([self.weights_id, query, list(templates)], ensure_ascii=False)
+        payload = json.dumps(
+            [self.encoder, query, list(templates)], ensure_ascii=False, sort_keys=True
+        )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def _load(self, key: str) -> bool:

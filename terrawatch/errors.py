@@ -14,7 +14,8 @@ Each member also derives from the builtin it replaced (``InputError`` is a ``Val
 Exit codes (``terrawatch --help`` prints them from :func:`exit_codes`): 0 done; 1 any other
 terrawatch error, or a bug (with its traceback); 2 bad input, as argparse's usage errors
 (:class:`InputError` and its kinds); 3 no scenes; 4 store mismatch; 5 weights not found;
-6 catalog unreachable; 7 downloaded weights corrupt.
+6 catalog unreachable; 7 downloaded weights corrupt; 8 untrusted checkpoint (pickled
+objects, not loaded without ``--trust-checkpoint``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class CatalogUnreachableError(TerrawatchError, ConnectionError):
 
     exit_code = 6
     transient = True
+
+
+class UntrustedCheckpointError(TerrawatchError, ValueError):
+    """A checkpoint pickles Python objects that loading could run code for; not trusted.
+
+    Loading it needs the user's explicit ``trust_checkpoint=True`` (``--trust-checkpoint``).
+    """
+
+    exit_code = 8
 
 
 def exit_codes() -> dict[int, str]:

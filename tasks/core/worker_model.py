@@ -53,6 +53,8 @@ class ModelSpec:
     """
     device: str | None = None
     """Torch device; None: CUDA where the worker has a GPU (or the process one), else CPU."""
+    trust_checkpoint: bool = False
+    """Load checkpoints that pickle Python objects (can run their code); see ``from_pretrained``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", parse_class_names(self.classes))
@@ -69,6 +71,7 @@ class ModelSpec:
                 device=device,
                 upsampler_weights=self.upsampler_weights,
                 sensor=self.sensor,
+                trust_checkpoint=self.trust_checkpoint,
                 **dict(self.settings),
             )
             model.with_settings(resize_long_side=None)

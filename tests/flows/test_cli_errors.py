@@ -49,6 +49,7 @@ FAMILY = [
     errors.WeightsNotFoundError,
     errors.WeightsCorruptError,
     CatalogUnreachableError,
+    errors.UntrustedCheckpointError,
 ]
 
 WITH_COMMAND = """
@@ -114,6 +115,8 @@ def test_every_family_member_has_a_documented_exit_code():
     assert (InputError.exit_code, NoScenesError.exit_code, CatalogUnreachableError.exit_code) == (
         (2, 3, 6)
     )
+    own = [kind for kind in FAMILY if "exit_code" in vars(kind)]  # kinds that set their own code
+    assert len({kind.exit_code for kind in own}) == len(own), "two kinds share one exit code"
 
 
 @pytest.mark.parametrize("bug", [KeyError, TypeError, ValueError, FileNotFoundError])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import re
 
 import pytest
@@ -260,16 +258,6 @@ def test_file_without_state_dict_is_refused(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.ckpt")
     with pytest.raises(ValueError, match="not a PyTorch Lightning checkpoint"):
         load_simfeatup(tmp_path / "list.ckpt")
-
-
-def test_lightning_file_with_python_objects_loads_after_logging(tmp_path, caplog):
-    module = random_module(feat_dim=4, steps=1, seed=14)
-    _write_state(tmp_path / "hp.ckpt", module.state_dict(),
-                 hyper_parameters=argparse.Namespace(lr=1e-3))  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="terrawatch.models.simfeatup"):
-        loaded = load_simfeatup(tmp_path / "hp.ckpt", steps=1)
-    assert "weights_only=False" in caplog.text
-    assert torch.equal(loaded.up.range_temp, module.up.range_temp)
 
 
 def test_guidance_with_wrong_channels_is_refused():
