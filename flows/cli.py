@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="terrawatch",
-        description=__doc__.split("\n\n")[0],
+        description="Open-vocabulary land-cover, change and flood monitoring of EO imagery:\n"
+        "segment one image, manage local catalogs and weights, run the flows.",
         epilog=_exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
