@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -159,25 +157,6 @@ def test_an_unreachable_catalog_is_retried_and_bad_input_is_not():
     assert retried(CatalogUnreachableError("the STAC API did not answer"))
     assert not retried(InputError("bad aoi"))
     assert not retried(OutputExistsError("exists"))
-
-
-def test_readme_offline_main_command_stops_with_one_message(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    command = re.search(r"&& (terrawatch landcover [^\n]*)", readme).group(1)
-    argv = re.findall(r'"[^"]*"|\S+', command)
-    argv = [arg.strip('"') for arg in argv[1:]]
-    env = dict(os.environ, TERRAWATCH_OFFLINE="1", TERRAWATCH_WEIGHTS_DIR=str(tmp_path / "w"))
-    out = subprocess.run(
-        [_console_script(), *argv], cwd=tmp_path, capture_output=True, text=True, env=env,
-        timeout=300,
-    )  # fmt: skip
-    assert out.returncode == CatalogUnreachableError.exit_code == 6
-    assert "Traceback" not in out.stderr
-    errors_shown = [line for line in out.stderr.splitlines() if ": error: " in line]
-    assert len(errors_shown) == 1
-    assert errors_shown[0].startswith("terrawatch landcover: error: Not contacting the STAC")
-    assert "--catalog DIR" in errors_shown[0]
-    assert not (tmp_path / "cologne.zarr").exists()
 
 
 def test_a_model_setting_refused_is_one_line_before_any_work(tmp_path, capsys):

@@ -133,6 +133,7 @@ def test_readme_main_command_offline_stops_at_once_with_one_message(tmp_path, we
     assert "Traceback" not in out.stderr
     errors_shown = [line for line in out.stderr.splitlines() if ": error: " in line]
     assert len(errors_shown) == 1, out.stderr
-    assert errors_shown[0].startswith("terrawatch landcover: error: ")
+    assert errors_shown[0].startswith("terrawatch landcover: error: Not contacting the STAC")
+    assert "--catalog DIR" in errors_shown[0]  # the way to run offline
     store = argv[argv.index("--store") + 1]
     assert not (tmp_path / store).exists()
