@@ -165,6 +165,7 @@ def change(
         crs=grid.crs,
         chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
+        replace=tiling.replace,
     )
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
@@ -186,6 +187,7 @@ def change(
         "tiles": tiles["statuses"],
         "stage_seconds": tiles["stage_seconds"],
         "tiles_total": cube.n_tiles[0] * cube.n_tiles[1],
+        "already_complete": cube.already_complete,
         "changed_km2": published.changed_km2,
         "valid_km2": published.valid_km2,
         "transitions": list(published.transitions),

@@ -162,6 +162,7 @@ def flood(
         inputs.pre, inputs.post, window, spec, inputs.sar, store, aoi, inputs.pre_optical,
         inputs.post_optical, grid.resolution, grid.crs, chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
+        replace=tiling.replace,
     )  # fmt: skip
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
@@ -184,6 +185,7 @@ def flood(
         "tiles": tiles["statuses"],
         "stage_seconds": tiles["stage_seconds"],
         "tiles_total": cube.n_tiles[0] * cube.n_tiles[1],
+        "already_complete": cube.already_complete,
         "flooded_km2": published.flooded_km2,
         "areas": list(published.areas),
         "picture": published.picture,

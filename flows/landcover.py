@@ -109,7 +109,7 @@ def landcover(
         model: Segmenter options.
 
     Returns:
-        Store, time, tile counts and class areas.
+        Store, time, tile counts, whether the step was already complete, and class areas.
     """
     logger = get_run_logger()
     scheduled = flow_run.get_scheduled_start_time().date()
@@ -128,6 +128,7 @@ def landcover(
         grid.crs,
         chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
+        replace=tiling.replace,
     )
     jobs = [
         LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
@@ -147,6 +148,7 @@ def landcover(
         "tiles": tiles["statuses"],
         "stage_seconds": tiles["stage_seconds"],
         "tiles_total": plan.cube.n_tiles[0] * plan.cube.n_tiles[1],
+        "already_complete": plan.cube.already_complete,
         "areas": list(published.areas),
         "quicklook": published.quicklook,
     }

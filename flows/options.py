@@ -109,6 +109,11 @@ class TilingOptions(Options):
     )
     halo: int = Field(HALO, description="pixels read around each chunk for context")
     loader: Loader = Field("odc", description=_LOADER_HELP)
+    replace: bool = Field(
+        False,
+        description="rewrite this run's step if the store has it (every tile, from this run's"
+        " scenes); without it a finished step is kept even if the catalog changed",
+    )
 
 
 class ModelOptions(Options):

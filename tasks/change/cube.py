@@ -142,6 +142,8 @@ def prepare_change_cube(
     step: ChangeStep,
     provenance: dict,
     chunk: int = 1024,
+    *,
+    replace: bool = False,
 ) -> CubePlan:
     """Create the store or add/resume a pair, and list the tiles still to write.
 
@@ -152,14 +154,16 @@ def prepare_change_cube(
         step: The pair to write.
         provenance: JSON-serialisable run metadata (change query, steps, run id, ...).
         chunk: Tile and Zarr chunk size in pixels.
+        replace: Rewrite the step if the store has it (all tiles, new record); see
+            :func:`~tasks.core.cube_store.prepare_step`.
 
     Raises:
         InputError: Bad ``chunk`` or ``provenance``.
-        StoreMismatchError: The existing store is no change cube, has another grid, chunking
-            or class table, holds this t2 with another t1 or items, or ends after ``step.time``.
-            Nothing is written then.
+        StoreMismatchError: The existing store is no change cube, has another grid, chunking or
+            class table, holds this t2 unfinished with another t1 or items (see ``replace``), or
+            ends after ``step.time``. Nothing is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, CHANGE_CUBE)
+    return prepare_step(store, grid, classes, step, provenance, chunk, CHANGE_CUBE, replace=replace)
 
 
 def write_change_tile(

@@ -115,6 +115,7 @@ def plan_change(
     *,
     chunk: int,
     run_id: str | None = None,
+    replace: bool = False,
 ) -> ChangePlan:
     """Check both dates, derive (or take) the grid, warm the detector and prepare the cube.
 
@@ -149,7 +150,7 @@ def plan_change(
         TimeStep(str(start1)[:10], str(end1)[:10], tuple(i["id"] for i in items1)),
         TimeStep(str(start2)[:10], str(end2)[:10], tuple(i["id"] for i in items2)),
     )
-    cube = prepare_change_cube(store, grid, classes, step, provenance, chunk)
+    cube = prepare_change_cube(store, grid, classes, step, provenance, chunk, replace=replace)
     logger.info(
         "change grid %s %dx%d px at %g; %d of %d tiles to do",
         grid.crs,

@@ -19,6 +19,11 @@ variables, time coordinates, names and messages), and everything here works from
 - Life cycle (:func:`prepare_step`): a new store is created from a metadata-only template; a
   step already present is resumed (only unfinished tiles are listed); a newer step is
   appended; an older one, or a store of another grid, chunking or class table, is refused.
+- Reruns with other scenes: a finished step is left as it is (a no-op that logs the ignored
+  scene ids), an unfinished one is refused (its written tiles came from the recorded scenes).
+  ``replace=True`` rewrites the step, last or not: its ``tile_done`` is reset first, then its
+  record takes the new items and provenance, so an interrupted replace holds no tile marked
+  done from the old scenes; rerunning (with or without ``replace``) finishes it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ def prepare_step(
     provenance: dict,
     chunk: int,
     kind: CubeKind,
+    *,
+    replace: bool = False,
 ) -> CubePlan:
     """Create the store or add/resume a time step, and list the tiles still to write.
 
@@ -83,12 +90,14 @@ def prepare_step(
         provenance: JSON-serialisable run metadata, stored at top level and in the record.
         chunk: Tile and Zarr chunk size in pixels (1 x chunk x chunk per chunk).
         kind: The product's cube: schema, names and messages.
+        replace: Rewrite the step if the store has it: every tile is listed again and the
+            step's record takes ``step`` and ``provenance``; other steps are untouched.
 
     Raises:
         InputError: Bad ``chunk`` or ``provenance``.
         StoreMismatchError: The existing store is of another product, grid, chunking or class
-            table, holds this step with other periods or items, or ends after ``step.time``.
-            Nothing is written then.
+            table, holds this step unfinished with other periods or items (without
+            ``replace``), or ends after ``step.time``. Nothing is written then.
     """
     check_chunk(chunk)
     check_cube_classes(classes)
@@ -107,7 +116,10 @@ def prepare_step(
     times = existing["time"].values
     hits = np.flatnonzero(times == step.time64)
     if hits.size:
-        return _resume(store, existing, int(hits[0]), step, chunk, n_tiles, kind)
+        index = int(hits[0])
+        if replace:
+            return _replace(store, existing, index, step, provenance, chunk, n_tiles, kind)
+        return _resume(store, existing, index, step, chunk, n_tiles, kind)
     if times.size and step.time64 < times[-1]:
         last = np.datetime_as_string(times[-1], unit="D")
         raise StoreMismatchError(kind.out_of_order.format(time=step.time, store=store, last=last))
@@ -279,23 +291,43 @@ def _resume(
     n_tiles: tuple[int, ...],
     kind: CubeKind,
 ) -> CubePlan:
-    """Plan for a step already in the store: only the tiles whose record is not set."""
+    """Plan for a step already in the store: only the tiles whose record is not set.
+
+    A finished step recorded with other periods or items is kept (nothing to do): scheduled
+    retries and repeated commands must not fail because the catalog changed since.
+    """
     records = ds.attrs.get("time_steps", [])
     found = record_index(records, step.time64)
     record = records[found] if found is not None else {}
     wanted = step.to_attrs()
     stored = {k: record.get(k, wanted[k]) for k in wanted}
-    if _comparable(stored) != _comparable(wanted):
-        raise StoreMismatchError(
-            kind.already_in.format(
-                time=step.time,
-                store=store,
-                stored=stored,
-                wanted=wanted,
-                found={k: record.get(k) for k in wanted},
-            )
-        )
     done = np.asarray(ds["tile_done"][index].values) == 1
+    if _comparable(stored) != _comparable(wanted):
+        if done.all():
+            new = sorted(set(_item_ids(wanted)) - set(_item_ids(stored)))
+            missing = sorted(set(_item_ids(stored)) - set(_item_ids(wanted)))
+            logger.warning(
+                "%s %s %s %s is complete with its recorded scenes; ignored new %s and missing %s "
+                "(or other dates); rerun with --replace to recompute it",
+                kind.log_name,
+                store,
+                kind.unit,
+                step.time,
+                new,
+                missing,
+            )
+            return _plan(store, index, chunk, n_tiles, ())
+        message = kind.already_in.format(
+            time=step.time,
+            store=store,
+            stored=stored,
+            wanted=wanted,
+            found={k: record.get(k) for k in wanted},
+        )
+        raise StoreMismatchError(
+            f"{message}. Its {int(done.sum())} written tile(s) came from the recorded scenes; "
+            "rerun with --replace to rewrite the whole step from this run's scenes."
+        )
     todo = tuple((int(r), int(c)) for r, c in np.argwhere(~done))
     logger.info(
         "%s %s %s %s: %d of %d tiles to do",
@@ -307,6 +339,61 @@ def _resume(
         done.size,
     )
     return _plan(store, index, chunk, n_tiles, todo)
+
+
+def _replace(
+    store: str,
+    ds: xr.Dataset,
+    index: int,
+    step: TimeStep,
+    provenance: dict,
+    chunk: int,
+    n_tiles: tuple[int, ...],
+    kind: CubeKind,
+) -> CubePlan:
+    """Plan to rewrite a stored step: reset its tile records, then record the new step.
+
+    The order matters: once the record names the new scenes, no tile of the step is marked
+    done, so a resumed run (plain or ``replace``) never keeps a tile of the old scenes. The
+    data chunks are left until their tile is written again; only ``tile_done`` says done.
+    """
+    done = zarr.open_array(store, path="tile_done", mode="r+")
+    done[index] = 0
+    times = ds["time"].values
+    records = [
+        dict(r)
+        for r in ds.attrs.get("time_steps", [])
+        if (times == parse_time(r["time"], "time")).any()
+    ]
+    found = record_index(records, step.time64)
+    record = _step_record(step, provenance)
+    if found is None:
+        records.append(record)
+    else:
+        records[found] = record
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    group.attrs.update({**provenance, "time_steps": records})
+    zarr.consolidate_metadata(store, zarr_format=ZARR_FORMAT)
+    todo = all_tiles(n_tiles)
+    logger.info(
+        "replacing %s %s of %s %s (index %d): all %d tiles to do",
+        kind.unit,
+        step.time,
+        kind.log_name,
+        store,
+        index,
+        len(todo),
+    )
+    return _plan(store, index, chunk, n_tiles, todo)
+
+
+def _item_ids(record: dict[str, Any]) -> list[str]:
+    """Every scene id of a step record, nested periods (a change pair's) included."""
+    ids = list(record.get("items") or [])
+    for value in record.values():
+        if isinstance(value, dict):
+            ids += _item_ids(value)
+    return ids
 
 
 def _comparable(record: dict[str, Any], prefix: str = "") -> tuple:

@@ -201,6 +201,8 @@ def prepare_flood_cube(
     step: FloodStep,
     provenance: dict,
     chunk: int = 1024,
+    *,
+    replace: bool = False,
 ) -> CubePlan:
     """Create the store or add/resume an event, and list the tiles still to write.
 
@@ -211,14 +213,16 @@ def prepare_flood_cube(
         step: The event to write.
         provenance: JSON-serialisable run metadata (windows, items, water classes, models, ...).
         chunk: Tile and Zarr chunk size in pixels.
+        replace: Rewrite the step if the store has it (all tiles, new record); see
+            :func:`~tasks.core.cube_store.prepare_step`.
 
     Raises:
         InputError: Bad ``chunk`` or ``provenance``.
-        StoreMismatchError: The existing store is no flood cube, has another grid, chunking or
-            class table, holds this event with other windows or items, or ends after it.
-            Nothing is written then.
+        StoreMismatchError: The existing store is no flood cube, has another grid, chunking or class
+            table, holds this event unfinished with other windows or items (see ``replace``), or
+            ends after it. Nothing is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, FLOOD_CUBE)
+    return prepare_step(store, grid, classes, step, provenance, chunk, FLOOD_CUBE, replace=replace)
 
 
 def write_flood_tile(

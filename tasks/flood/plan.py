@@ -96,6 +96,7 @@ def plan_flood(
     *,
     chunk: int,
     run_id: str | None = None,
+    replace: bool = False,
 ) -> FloodPlan:
     """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
 
@@ -127,7 +128,7 @@ def plan_flood(
         _ids(sides[1]),
         TimeStep(windows.pre[0], windows.pre[1], _ids(sides[0])),
     )
-    cube = prepare_flood_cube(store, grid, classes, step, provenance, chunk)
+    cube = prepare_flood_cube(store, grid, classes, step, provenance, chunk, replace=replace)
     logger.info(
         "flood grid %s %dx%d px at %g; %d of %d tiles to do",
         grid.crs,

@@ -147,6 +147,8 @@ def prepare_cube(
     step: TimeStep,
     provenance: dict,
     chunk: int = 1024,
+    *,
+    replace: bool = False,
 ) -> CubePlan:
     """Create the store or add/resume a time step, and list the tiles still to write.
 
@@ -158,16 +160,21 @@ def prepare_cube(
         provenance: JSON-serialisable run metadata (prompts, templates, model ids, weight hashes,
             run id, ...), stored at top level and in the step's ``time_steps`` record.
         chunk: Tile and Zarr chunk size in pixels (1 x chunk x chunk per chunk).
+        replace: Rewrite the step if the store has it (all tiles, new record); see
+            :func:`~tasks.core.cube_store.prepare_step`.
 
     Returns:
         The plan: time index, tile grid and the tiles not yet done.
 
     Raises:
         InputError: Bad ``chunk`` or ``provenance``.
-        StoreMismatchError: The existing store has another grid, chunking or class table, holds
-            this step with other items, or ends after ``step.time``. Nothing is written then.
+        StoreMismatchError: The existing store has another grid, chunking or class table, holds this
+            step unfinished with other items (see ``replace``), or ends after ``step.time``. Nothing
+            is written then.
     """
-    return prepare_step(store, grid, classes, step, provenance, chunk, LANDCOVER_CUBE)
+    return prepare_step(
+        store, grid, classes, step, provenance, chunk, LANDCOVER_CUBE, replace=replace
+    )
 
 
 def write_tile(

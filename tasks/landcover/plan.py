@@ -50,6 +50,7 @@ def plan_landcover(
     *,
     chunk: int,
     run_id: str | None = None,
+    replace: bool = False,
 ) -> RunPlan:
     """Derive the grid, check the inputs, warm the model and prepare the cube."""
     check_chunk(chunk)
@@ -69,7 +70,7 @@ def plan_landcover(
         dropped_items=[list(d) for d in search.dropped],
     )
     step = TimeStep(time=str(start)[:10], end=str(end)[:10], items=tuple(i["id"] for i in items))
-    cube = prepare_cube(store, grid, classes, step, provenance, chunk)
+    cube = prepare_cube(store, grid, classes, step, provenance, chunk, replace=replace)
     logger.info(
         "grid %s %dx%d px at %g; %d of %d tiles to do",
         grid.crs,

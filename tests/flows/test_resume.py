@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -91,3 +92,59 @@ def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, ti
     b = xr.open_zarr(clean, mask_and_scale=False)
     assert np.array_equal(a.landcover.values, b.landcover.values)
     assert np.array_equal(a.confidence.values, b.confidence.values)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _data_files(store: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every data and tile-record chunk file."""
+    return {
+        str(p.relative_to(store)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.parent.name in ("landcover", "confidence", "tile_done")
+    }
+
+
+def test_rerun_with_new_scenes_keeps_the_step_and_replace_rewrites_it(
+    run_flow, tmp_path, tiny_model_files
+):
+    image = shared_data("optical", "oem_koeln_50.tif")
+    catalog = tmp_path / "catalog"
+    add_local_item(image, catalog, datetime="2024-06-01T10:00:00Z", item_id="koeln-a")
+    model = ModelOptions(
+        weights=str(tiny_model_files["clip"]), upsampler_weights=str(tiny_model_files["simfeatup"])
+    )
+    store = tmp_path / "cube.zarr"
+    search = {"catalog": str(catalog), "collections": ["local"], "max_cloud": None}
+    params = dict(PARAMS, search=search, store=str(store), model=model)
+    first = run_flow(landcover, **params)
+    assert first["already_complete"] is False
+    before = _data_files(store)
+
+    add_local_item(image, catalog, datetime="2024-06-01T11:00:00Z", item_id="koeln-b")
+    again = run_flow(landcover, **params)  # the catalog now returns another scene
+    assert again["already_complete"] is True and again["tiles"] == {}
+    assert _data_files(store) == before
+    assert xr.open_zarr(store).attrs["time_steps"][0]["items"] == ["koeln-a"]
+
+    replaced = run_flow(landcover, **dict(params, tiling=dict(PARAMS["tiling"], replace=True)))
+    assert replaced["tiles"] == {"written": replaced["tiles_total"]}
+    assert sorted(xr.open_zarr(store).attrs["time_steps"][0]["items"]) == ["koeln-a", "koeln-b"]
+
+
+def test_replace_flag_reaches_the_flow_parameters():
+    from terrawatch.flows.cli import build_parser
+    from terrawatch.flows.cli_common import validated_params
+    from terrawatch.flows.cli_flows import landcover_params
+
+    base = ["landcover", "--aoi", PARAMS["aoi"], "--start", "2024-06-01", "--end", "2024-06-02"]
+    base += ["--classes", "water,tree", "--store", "cube.zarr"]
+    for argv, wanted in ((base, False), ([*base, "--replace"], True)):
+        params = landcover_params(build_parser().parse_args(argv))
+        assert params["tiling"].replace is wanted
+        assert validated_params(landcover, params)["tiling"].replace is wanted

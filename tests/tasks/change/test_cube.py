@@ -199,10 +199,19 @@ def test_older_pair_is_refused(tmp_path: Path):
     assert _snapshot(path) == before
 
 
-def test_same_later_period_with_another_earlier_period_is_refused(full_store: str):
+def test_finished_pair_with_another_earlier_period_is_kept(full_store: str, caplog):
     other = ChangeStep.of(TimeStep("2022-06-01", "2022-06-30", ("S2A_2022",)), JUNE)
-    with pytest.raises(StoreMismatchError, match="already in"):
-        prepare_change_cube(full_store, GRID, CLASSES, other, PROVENANCE, CHUNK)
+    before = _snapshot(full_store)
+    plan = prepare_change_cube(full_store, GRID, CLASSES, other, PROVENANCE, CHUNK)
+    assert (plan.already_complete, plan.todo) == (True, ())
+    assert _snapshot(full_store) == before
+    assert "ignored new ['S2A_2022']" in caplog.text and "--replace" in caplog.text
+
+
+def test_unfinished_pair_with_another_earlier_period_is_refused(store: str):
+    other = ChangeStep.of(TimeStep("2022-06-01", "2022-06-30", ("S2A_2022",)), JUNE)
+    with pytest.raises(StoreMismatchError, match=r"already in .*--replace"):
+        prepare_change_cube(store, GRID, CLASSES, other, PROVENANCE, CHUNK)
 
 
 @pytest.mark.parametrize(

@@ -282,10 +282,17 @@ def test_older_time_step_is_refused_without_writing(full_store: str):
     assert _snapshot(full_store) == before
 
 
-def test_same_step_with_other_items_is_refused(full_store: str):
+def test_unfinished_step_with_other_items_is_refused_without_writing(store: str):
+    _write(store, 0, [(0, 0)])
+    before = _snapshot(store)
     other = TimeStep(STEP.time, STEP.end, ("S2A_1",))
-    with pytest.raises(StoreMismatchError, match=r"already in .* with end '2024-06-30' and items"):
-        prepare_cube(full_store, GRID, CLASSES, other, PROVENANCE, chunk=CHUNK)
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"already in .* with end '2024-06-30' and items .* 1 written tile\(s\) came from "
+        r"the recorded scenes; rerun with --replace",
+    ):
+        prepare_cube(store, GRID, CLASSES, other, PROVENANCE, chunk=CHUNK)
+    assert _snapshot(store) == before
 
 
 def test_non_cube_store_is_refused(tmp_path: Path):
@@ -310,6 +317,71 @@ def test_already_complete_rerun_modifies_nothing(full_store: str):
     plan = prepare_cube(full_store, GRID, CLASSES, STEP, {"run_id": "run-9"}, chunk=CHUNK)
     assert (plan.already_complete, plan.todo) == (True, ())
     assert _snapshot(full_store) == before
+
+
+def test_finished_step_with_other_items_is_kept_and_the_ignored_ids_logged(full_store, caplog):
+    before = _snapshot(full_store)
+    other = TimeStep(STEP.time, STEP.end, ("S2A_1", "S2C_9"))
+    plan = prepare_cube(full_store, GRID, CLASSES, other, {"run_id": "run-2"}, chunk=CHUNK)
+    assert (plan.time_index, plan.already_complete, plan.todo) == (0, True, ())
+    assert _snapshot(full_store) == before
+    [line] = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert "ignored new ['S2C_9'] and missing ['S2B_2']" in line and "--replace" in line
+    assert xr.open_zarr(full_store).attrs["time_steps"][0]["items"] == list(STEP.items)
+
+
+def _files(store: str, prefix: str) -> dict[str, str]:
+    """sha256 of the chunk files of one time index (``prefix`` like ``"1."``)."""
+    return {k: v[0] for k, v in _snapshot(store).items() if Path(k).name.startswith(prefix)}
+
+
+def _two_steps(store: str) -> str:
+    """STEP (seed 0) and STEP2 (seed 1) written and finalized."""
+    _write(store, 1, prepare_cube(store, GRID, CLASSES, STEP2, PROVENANCE, chunk=CHUNK).todo, 1)
+    finalize_cube(store, 1)
+    return store
+
+
+NEW_STEP = TimeStep(STEP.time, STEP.end, ("S2A_1", "S2C_9"))
+
+
+def test_replace_rewrites_an_earlier_step_and_leaves_the_later_one(full_store: str):
+    store = _two_steps(full_store)
+    later = _files(store, "1.")
+    plan = prepare_cube(store, GRID, CLASSES, NEW_STEP, {"run_id": "r"}, chunk=CHUNK, replace=True)
+    assert (plan.time_index, plan.already_complete, len(plan.todo)) == (0, False, 6)
+    assert not zarr.open_array(store, path="tile_done", mode="r")[0].any()
+    _write(store, 0, plan.todo, seed=2)
+    finalize_cube(store, 0)
+    cube = xr.open_zarr(store, mask_and_scale=False)
+    assert np.array_equal(cube.landcover[0].values, _truth(2)[0])
+    assert np.array_equal(cube.landcover[1].values, _truth(1)[0])
+    assert _files(store, "1.") == later
+    first, second = cube.attrs["time_steps"]
+    assert first["items"] == list(NEW_STEP.items) and first["provenance"] == {"run_id": "r"}
+    assert second["items"] == list(STEP2.items) and second["provenance"] == PROVENANCE
+    assert cube.attrs["run_id"] == "r"
+
+
+def test_replace_of_a_step_with_the_same_items_writes_every_tile_again(full_store: str):
+    plan = prepare_cube(full_store, GRID, CLASSES, STEP, PROVENANCE, chunk=CHUNK, replace=True)
+    assert len(plan.todo) == 6
+
+
+@pytest.mark.parametrize("again", [False, True], ids=["plain-rerun", "replace-again"])
+def test_interrupted_replace_finishes_on_rerun_with_new_tiles_only(full_store: str, again: bool):
+    plan = prepare_cube(full_store, GRID, CLASSES, NEW_STEP, PROVENANCE, chunk=CHUNK, replace=True)
+    _write(full_store, 0, plan.todo[:2], seed=2)  # killed after two tiles
+    with pytest.raises(StoreMismatchError, match="--replace"):  # the old scenes cannot resume
+        prepare_cube(full_store, GRID, CLASSES, STEP, PROVENANCE, chunk=CHUNK)
+    rerun = prepare_cube(
+        full_store, GRID, CLASSES, NEW_STEP, PROVENANCE, chunk=CHUNK, replace=again
+    )
+    assert rerun.todo == (plan.todo if again else plan.todo[2:])
+    _write(full_store, 0, rerun.todo, seed=2)
+    finalize_cube(full_store, 0)
+    cube = xr.open_zarr(full_store, mask_and_scale=False)
+    assert np.array_equal(cube.landcover[0].values, _truth(2)[0])
 
 
 def test_tile_with_data_but_no_record_is_redone_identically(store: str):
