@@ -115,9 +115,10 @@ def _run_segment(args: argparse.Namespace) -> int:
     model = SegEarthOV.from_pretrained(
         device=args.device, resize_long_side=args.resize, **model_options(args)
     )
-    names = model.set_classes(classes).names
+    classes = model.set_classes(classes)
+    names = classes.names
     labels, _ = segment_array(model, image.rgb, image.valid)
-    colors = class_colors(names)
+    colors = class_colors(classes.synonyms)  # by meaning of any synonym: "tree|forest"
     write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
     if args.png:
         write_preview_png(

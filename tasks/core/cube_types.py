@@ -13,7 +13,6 @@ regions from it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from terrawatch.errors import InputError
-from terrawatch.models.classes import ClassNames
+from terrawatch.models.classes import ClassNames, check_flag_meanings
+from terrawatch.tasks.core.palette import class_colors as palette_colors
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
@@ -37,30 +37,35 @@ RESERVED_ATTRS = frozenset(
 
 
 def check_cube_classes(classes: ClassNames) -> None:
-    """A cube's class list: 1..254 classes (255 is no data), unique names and CF flag words."""
+    """A cube's class list: 1..254 classes (255 is no data), unique names, one CF word each."""
     names = classes.names
     if not 1 <= len(names) < NODATA:
         raise InputError(f"classes: need 1..{NODATA - 1} names (255 = no data), got {len(names)}")
     if len(set(names)) != len(names):
         raise InputError(f"class names must be unique, got {names!r}")
-    words = flag_words(classes)
-    if len(set(words)) != len(words):
-        raise InputError(
-            f"class names {names!r} give duplicate CF flag words {words!r} "
-            "(spaces become '_', other symbols are dropped); rename the classes"
-        )
+    check_flag_meanings(" ".join(flag_words(classes)), len(names), "classes")
 
 
 def flag_words(classes: ClassNames) -> list[str]:
-    """CF ``flag_meanings`` words, one per class (blanks become ``_``, other symbols go)."""
-    return [re.sub(r"[^0-9A-Za-z_-]", "", re.sub(r"\s+", "_", n.strip())) for n in classes.names]
+    """CF ``flag_meanings`` words, one per class, unique (``models.classes.flag_words``)."""
+    return list(classes.flag_words)
+
+
+def check_class_flags(ds: Any, store: str) -> None:
+    """Every class variable's ``flag_meanings`` has one CF word per ``flag_values`` entry.
+
+    Checked when a cube (an ``xarray.Dataset``) is opened, so a legend read with
+    ``.split()`` is never misaligned.
+    """
+    for name, var in ds.data_vars.items():
+        if "flag_meanings" in var.attrs and "flag_values" in var.attrs:
+            n_values = len(np.atleast_1d(var.attrs["flag_values"]))
+            check_flag_meanings(var.attrs["flag_meanings"], n_values, f"{store} {name}")
 
 
 def class_colors(classes: ClassNames) -> tuple[str, ...]:
-    """Hex colour per class, the same as the quicklooks (``tasks.core.render.class_colors``)."""
-    from terrawatch.tasks.core.render import class_colors as render_colors
-
-    return tuple(render_colors(classes.names))
+    """Hex colour per class by meaning of any synonym (``tasks.core.palette``), as in pictures."""
+    return tuple(palette_colors(classes.synonyms))
 
 
 def classes_attr(classes: ClassNames) -> list[dict[str, Any]]:
@@ -267,7 +272,7 @@ def class_attrs(classes: ClassNames) -> dict[str, Any]:
     colors = class_colors(classes)
     words = flag_words(classes)
     stac = [
-        {"value": i, "name": w, "description": n, "color_hint": c.lstrip("#").upper()}
+        {"value": i, "name": w, "title": n, "description": n, "color_hint": c.lstrip("#").upper()}
         for i, (w, n, c) in enumerate(zip(words, classes.names, colors, strict=True))
     ]
     return {

@@ -397,7 +397,7 @@ def _write_band_metadata(
     dst.write_colormap(1, table)
     names = [str(n) for n in class_names]
     dst.update_tags(
-        class_names=json.dumps(names),
+        class_names=json.dumps(names, ensure_ascii=False),  # exact names, readable in gdalinfo
         class_colors=json.dumps(colors),
         **{f"CLASS_{i}": n for i, n in enumerate(names)},
     )

@@ -13,39 +13,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
-PALETTE: tuple[str, ...] = (
-    "#1f78b4",  # blue
-    "#e31a1c",  # red
-    "#ff7f00",  # orange
-    "#33a02c",  # green
-    "#6a3d9a",  # purple
-    "#b15928",  # brown
-    "#a6cee3",  # light blue
-    "#fb9a99",  # salmon
-    "#fdbf6f",  # light orange
-    "#b2df8a",  # light green
-    "#cab2d6",  # lavender
-    "#ffff99",  # pale yellow
-    "#17becf",  # cyan
-    "#e377c2",  # pink
-    "#bcbd22",  # olive
-    "#00441b",  # dark green
-    "#08306b",  # navy
-    "#67000d",  # dark red
-    "#ffd700",  # gold
-    "#80cdc1",  # teal
-    "#01665e",  # dark teal
-    "#c51b7d",  # magenta
-    "#4d004b",  # aubergine
-    "#f46d43",  # coral
-)
-"""Class colours: class ``i`` gets ``PALETTE[i % len(PALETTE)]``; no greys (kept for background)."""
+from terrawatch.tasks.core.fonts import drawable_texts
+from terrawatch.tasks.core.palette import MEANING_COLORS
+from terrawatch.tasks.core.palette import class_colors as palette_colors
 
-BACKGROUND_COLOR = "#a0a0a0"
-"""Colour of background-like classes (see :data:`BACKGROUND_NAMES`)."""
-
-BACKGROUND_NAMES = frozenset({"background", "clutter", "others", "other", "void", "unlabeled"})
-"""Class names (any comma-separated synonym, case-insensitive) drawn in :data:`BACKGROUND_COLOR`."""
+BACKGROUND_COLOR = MEANING_COLORS["background"]
+"""Colour of background-like classes (``background``, ``clutter``, ``others``, ...)."""
 
 NODATA_COLOR = "#000000"
 """Colour of no-data pixels in rendered pictures."""
@@ -57,22 +30,17 @@ _MIN_PANEL_PX = 256  # small images are enlarged (nearest) so the legend text st
 _DPI = 100
 
 
-def class_colors(class_names: Sequence[str]) -> list[str]:
-    """Default colour per class, stable for a given class order.
+def class_colors(class_names: Sequence[str | Sequence[str]]) -> list[str]:
+    """Default colour per class, by meaning (``tasks.core.palette``): water blue, tree green.
 
     Args:
-        class_names: Class names in label order; a name may hold comma-separated synonyms.
+        class_names: Class names in label order; a name may hold comma-separated synonyms,
+            or be the sequence of its synonyms.
 
     Returns:
-        Hex colours, one per class: grey for background-like names, else the palette entry.
+        Hex colours, one per class; names of unknown meaning get distinct other colours.
     """
-    colors = []
-    for i, name in enumerate(class_names):
-        synonyms = {s.strip().lower() for s in str(name).split(",")}
-        colors.append(
-            BACKGROUND_COLOR if synonyms & BACKGROUND_NAMES else PALETTE[i % len(PALETTE)]
-        )
-    return colors
+    return palette_colors(class_names)
 
 
 def colorize(
@@ -281,27 +249,38 @@ def render_panels(
     legend: Sequence[tuple[str, str]],
     title: str | None,
 ) -> bytes:
-    """Draw RGB panels side by side at about one screen pixel per image pixel, legend below."""
+    """Draw RGB panels side by side at about one screen pixel per image pixel, legend below.
+
+    Text in any script is drawn with a font that has its glyphs, else transliterated
+    (:func:`tasks.core.fonts.drawable_texts`): never a box, never a "Glyph missing" warning.
+    """
+    texts, families = drawable_texts(
+        [*(n for n, _ in panels), *(n for n, _ in legend), title or ""]
+    )
+    names, labels, title = texts[: len(panels)], texts[len(panels) : -1], title and texts[-1]
     height, width = panels[0][1].shape[:2]
     scale = max(1.0, _MIN_PANEL_PX / max(height, width))
     pw, ph, gap, top = width * scale, height * scale, 12.0, 24.0 + (24.0 if title else 0.0)
     fig_w, fig_h = len(panels) * (pw + gap) + gap, ph + top + gap
     fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
     FigureCanvasAgg(fig)
-    for k, (name, image) in enumerate(panels):
+    for k, (name, (_, image)) in enumerate(zip(names, panels, strict=True)):
         left = gap + k * (pw + gap)
         ax = fig.add_axes((left / fig_w, gap / fig_h, pw / fig_w, ph / fig_h))
         ax.imshow(image, interpolation="nearest", resample=False)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name, fontsize=10, fontfamily=families)
         ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=12, y=1.0 - 6.0 / fig_h, va="top")
-    handles = [Patch(facecolor=c, edgecolor="none", label=n) for n, c in legend]
-    entry_px = 44 + 6.5 * max(len(n) for n, _ in legend)
+        fig.suptitle(title, fontsize=12, y=1.0 - 6.0 / fig_h, va="top", fontfamily=families)
+    handles = [
+        Patch(facecolor=c, edgecolor="none", label=n)
+        for n, (_, c) in zip(labels, legend, strict=True)
+    ]
+    entry_px = 44 + 6.5 * max(len(n) for n in labels)
     ncols = int(max(1, min(len(legend), fig_w // entry_px)))
     fig.legend(
         handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
-        fontsize=9, frameon=False, handlelength=2.0, handleheight=1.2,
+        prop={"family": families, "size": 9}, frameon=False, handlelength=2.0, handleheight=1.2,
     )  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08)

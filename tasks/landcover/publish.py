@@ -18,7 +18,7 @@ from terrawatch.tasks.core.publish import (
     quicklook_step,
     write_beside,
 )
-from terrawatch.tasks.core.render import class_area_table, class_colors, quicklook_png
+from terrawatch.tasks.core.render import class_area_table, quicklook_png
 from terrawatch.tasks.landcover.cube import finalize_cube
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,8 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
     cube = open_cube(store, mask_and_scale=False)
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
     labels = _strided_labels(cube, time_index)
-    png = quicklook_png(
-        labels, names, colors=class_colors(names), title=f"{Path(store).name} {time}"
-    )
+    colors = [entry["color"] for entry in cube.attrs["classes"]]  # the cube's own table
+    png = quicklook_png(labels, names, colors=colors, title=f"{Path(store).name} {time}")
     quicklook = write_beside(store, f"quicklook-{time}.png", png)
     key = artifact_key(store)
     create_table_artifact(areas, key=f"{key}-areas", description=f"Class areas, {store} at {time}")
