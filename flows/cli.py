@@ -122,8 +122,9 @@ def _run_segment(args: argparse.Namespace) -> int:
     write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
     if args.png:
         write_preview_png(
-            args.png, labels, names, colors=colors, rgb=image.rgb, title=Path(args.image).name
-        )
+            args.png, labels, names, colors=colors, rgb=image.rgb, title=Path(args.image).name,
+            profile=image.profile,
+        )  # fmt: skip
     print(f"wrote {args.out}" + (f" and {args.png}" if args.png else ""))
     return 0
 

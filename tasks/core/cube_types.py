@@ -13,6 +13,7 @@ regions from it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ import numpy as np
 from terrawatch.errors import InputError
 from terrawatch.models.classes import ClassNames, check_flag_meanings
 from terrawatch.tasks.core.palette import class_colors as palette_colors
+
+logger = logging.getLogger(__name__)
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
@@ -54,13 +57,31 @@ def flag_words(classes: ClassNames) -> list[str]:
 def check_class_flags(ds: Any, store: str) -> None:
     """Every class variable's ``flag_meanings`` has one CF word per ``flag_values`` entry.
 
-    Checked when a cube (an ``xarray.Dataset``) is opened, so a legend read with
-    ``.split()`` is never misaligned.
+    Checked when a cube (an ``xarray.Dataset``) is opened, so a legend read with ``.split()``
+    is never misaligned. A cube written before names were transliterated (``'Wasser Gebude
+    Strae bare_soil '``) is mended in memory from its exact ``classes`` table, with a warning;
+    the store is not touched.
+
+    Raises:
+        InputError: the words are wrong and the class table cannot give them.
     """
+    table = ds.attrs.get("classes")
     for name, var in ds.data_vars.items():
-        if "flag_meanings" in var.attrs and "flag_values" in var.attrs:
-            n_values = len(np.atleast_1d(var.attrs["flag_values"]))
+        if "flag_meanings" not in var.attrs or "flag_values" not in var.attrs:
+            continue
+        n_values = len(np.atleast_1d(var.attrs["flag_values"]))
+        try:
             check_flag_meanings(var.attrs["flag_meanings"], n_values, f"{store} {name}")
+        except InputError:
+            if not isinstance(table, list) or len(table) != n_values:
+                raise
+            words = " ".join(flag_words(ClassNames.from_attrs(table)))
+            logger.warning(
+                "%s %s: flag_meanings %r does not give one CF word per class; read as %r from "
+                "the classes table",
+                store, name, var.attrs["flag_meanings"], words,
+            )  # fmt: skip
+            var.attrs["flag_meanings"] = words
 
 
 def class_colors(classes: ClassNames) -> tuple[str, ...]:

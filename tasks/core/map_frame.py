@@ -44,17 +44,25 @@ class MapFrame:
     @classmethod
     def from_grid(cls, grid: GridSpec) -> MapFrame:
         """The frame of ``grid`` (its bounds, CRS and units)."""
-        crs = pyproj.CRS.from_user_input(grid.crs)
+        return cls.from_bounds(grid.crs, grid.left, grid.bottom, grid.right, grid.top)
+
+    @classmethod
+    def from_bounds(
+        cls, crs_text: str, left: float, bottom: float, right: float, top: float
+    ) -> MapFrame:
+        """The frame of a north-up extent in ``crs_text`` (any form pyproj reads)."""
+        crs = pyproj.CRS.from_user_input(crs_text)
         if crs.is_geographic:
-            lat = math.radians((grid.bottom + grid.top) / 2)
+            lat = math.radians((bottom + top) / 2)
             per_unit, unit = _METRES_PER_DEGREE * max(math.cos(lat), 1e-6), "°"
         else:
             axis = crs.axis_info[0]
             per_unit = axis.unit_conversion_factor
             unit = "m" if axis.unit_name in ("metre", "meter") else axis.unit_name
+        epsg = crs.to_epsg()
+        code = f"EPSG:{epsg}" if epsg else crs.name
         return cls(
-            grid.left, grid.bottom, grid.right, grid.top, grid.crs, crs.name, crs.is_geographic,
-            per_unit, unit,
+            left, bottom, right, top, code, crs.name, crs.is_geographic, per_unit, unit
         )  # fmt: skip
 
     @property

@@ -50,12 +50,29 @@ def test_the_cube_keeps_exact_names_and_writes_one_cf_word_per_value(tmp_path: P
     assert [c["name"] for c in stac] == meanings.split()
 
 
-def test_opening_a_cube_with_misaligned_flag_meanings_names_the_store(tmp_path: Path):
+def _damage_flag_meanings(store: str, meanings: str) -> None:
+    array = zarr.open_array(store, path="landcover", mode="r+")
+    array.attrs["flag_meanings"] = meanings
+    zarr.consolidate_metadata(store)
+
+
+def test_an_old_cube_with_misaligned_flag_meanings_is_read_from_its_class_table(
+    tmp_path: Path, caplog
+):
     store = str(tmp_path / "c.zarr")
     prepare_cube(store, GRID, parse_class_names(ISSUE_CLASSES), STEP, {}, chunk=128)
-    array = zarr.open_array(store, path="landcover", mode="r+")
-    array.attrs["flag_meanings"] = "Wasser Gebude Strae bare_soil "  # what the issue found
-    zarr.consolidate_metadata(store)
+    _damage_flag_meanings(store, "Wasser Gebude Strae bare_soil ")  # what the issue found
+    cube = open_cube(store)
+    assert cube.landcover.attrs["flag_meanings"] == "Wasser Gebaude Strasse bare_soil Shui_Ti"
+    assert "does not give one CF word per class" in caplog.text
+
+
+def test_misaligned_flag_meanings_without_a_class_table_name_the_store(tmp_path: Path):
+    store = str(tmp_path / "c.zarr")
+    prepare_cube(store, GRID, parse_class_names(ISSUE_CLASSES), STEP, {}, chunk=128)
+    group = zarr.open_group(store, mode="r+")
+    del group.attrs["classes"]
+    _damage_flag_meanings(store, "Wasser Gebude Strae bare_soil ")
     with pytest.raises(InputError, match=r"c.zarr landcover: flag_meanings .* is not 5 CF words"):
         open_cube(store)
 

@@ -88,3 +88,17 @@ def test_a_framed_quicklook_png_is_written_without_warnings(tmp_path: Path):
         )  # fmt: skip
     (tmp_path / "q.png").write_bytes(png)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_georeferenced_image_gives_a_frame_and_a_plain_picture_none():
+    from terrawatch.tasks.core.image_io import map_frame_of, read_rgb_image
+    from tests.conftest import shared_data
+
+    image = read_rgb_image(shared_data("optical", "oem_koeln_50.tif"))
+    frame = map_frame_of(image.profile, image.valid.shape)
+    assert frame is not None and frame.crs == "EPSG:25832"
+    assert (frame.left, frame.bottom, frame.right, frame.top) == (
+        346_000.0, 5_647_500.0, 346_500.0, 5_648_000.0,
+    )  # fmt: skip
+    plain = read_rgb_image(shared_data("change", "pair256_t1.png"))
+    assert map_frame_of(plain.profile, plain.valid.shape) is None
