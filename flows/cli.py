@@ -115,14 +115,16 @@ def _run_segment(args: argparse.Namespace) -> int:
     model = SegEarthOV.from_pretrained(
         device=args.device, resize_long_side=args.resize, **model_options(args)
     )
-    names = model.set_classes(classes).names
+    classes = model.set_classes(classes)
+    names = classes.names
     labels, _ = segment_array(model, image.rgb, image.valid)
-    colors = class_colors(names)
+    colors = class_colors(classes.synonyms)  # by meaning of any synonym: "tree|forest"
     write_label_geotiff(args.out, labels, names, image.profile, colors=colors)
     if args.png:
         write_preview_png(
-            args.png, labels, names, colors=colors, rgb=image.rgb, title=Path(args.image).name
-        )
+            args.png, labels, names, colors=colors, rgb=image.rgb, title=Path(args.image).name,
+            profile=image.profile,
+        )  # fmt: skip
     print(f"wrote {args.out}" + (f" and {args.png}" if args.png else ""))
     return 0
 

@@ -9,11 +9,17 @@ Python on purpose: the command line parses it without importing torch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from text_unidecode import unidecode
+
 from terrawatch.errors import InputError, InputNotFoundError
+
+FLAG_WORD = re.compile(r"[A-Za-z0-9_.+\-@]+")
+"""A CF ``flag_meanings`` word: letters, digits and ``_ . + - @`` (CF 1.9, section 3.5)."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,66 @@ class ClassNames:
         """One ``"word,synonym"`` entry per class: the JSON form of flow parameters."""
         return [",".join(words) for words in self.synonyms]
 
+    @property
+    def flag_words(self) -> tuple[str, ...]:
+        """CF ``flag_meanings`` words, one per class (see :func:`flag_words`)."""
+        return flag_words(self.names)
+
     @classmethod
     def from_attrs(cls, classes: Sequence[Mapping]) -> ClassNames:
-        """The class list of a cube's ``classes`` group attribute (``synonyms`` per class)."""
+        """The class list of a cube's ``classes`` group attribute (``synonyms`` per class).
+
+        Raises:
+            InputError: the table is not one entry per value 0..n-1 whose name is its first
+                synonym (a damaged or hand-edited cube); the legend would be misaligned.
+        """
+        for i, entry in enumerate(classes):
+            synonyms = entry.get("synonyms") if isinstance(entry, Mapping) else None
+            if (
+                not isinstance(synonyms, Sequence)
+                or not synonyms
+                or entry.get("value") != i
+                or entry.get("name") != synonyms[0]
+            ):
+                raise InputError(
+                    f"the cube's class table is damaged at entry {i}: {entry!r}; each entry needs "
+                    f"value {i}, a name and synonyms starting with that name"
+                )
         return parse_class_names([",".join(entry["synonyms"]) for entry in classes])
+
+
+def flag_words(names: Sequence[str]) -> tuple[str, ...]:
+    """One CF ``flag_meanings`` word per class name, unique, never empty.
+
+    CF words allow only ``[A-Za-z0-9_.+-@]``, so names in other scripts are transliterated
+    (``Gewässer`` -> ``Gewasser``, ``Straße`` -> ``Strasse``, ``水体`` -> ``Shui_Ti``), blanks
+    become ``_`` and other symbols go; a name with nothing left becomes ``class_<value>`` and a
+    word already taken gets ``_<value>``. The exact names stay in the cube's ``classes`` table;
+    these words exist so that ``flag_meanings.split()`` lines up with ``flag_values``.
+    """
+    words: list[str] = []
+    for value, name in enumerate(names):
+        word = re.sub(r"[^A-Za-z0-9_.+\-@]", "", re.sub(r"\s+", "_", unidecode(name).strip()))
+        word = word.strip("_") or f"class_{value}"
+        while word in words:
+            word = f"{word}_{value}"
+        words.append(word)
+    return tuple(words)
+
+
+def check_flag_meanings(flag_meanings: str, n_values: int, where: str) -> None:
+    """``flag_meanings`` must be ``n_values`` CF words (written by :func:`flag_words`).
+
+    Raises:
+        InputError: a different count or a word outside ``[A-Za-z0-9_.+-@]``.
+    """
+    words = str(flag_meanings).split(" ")
+    if len(words) != n_values or not all(FLAG_WORD.fullmatch(w) for w in words):
+        raise InputError(
+            f"{where}: flag_meanings {flag_meanings!r} is not {n_values} CF words (one per flag "
+            "value, letters, digits and _.+-@ only); the legend would be misaligned. Rewrite the "
+            "attribute from the 'classes' table, or write the cube again"
+        )
 
 
 def parse_class_names(names_or_path: ClassNames | str | Path | Sequence[str]) -> ClassNames:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from prefect import task
@@ -14,12 +15,15 @@ from terrawatch.tasks.change.cube import ChangeCounts, finalize_change_cube
 from terrawatch.tasks.core.cube_store import open_cube
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.load import read_composite
+from terrawatch.tasks.core.map_frame import MapFrame
 from terrawatch.tasks.core.publish import (
     artifact_key,
     block_any_of,
     coarse_grid,
     fit_image,
+    period_text,
     png_markdown,
+    step_record,
     write_beside,
 )
 from terrawatch.tasks.core.render import change_quicklook_png
@@ -62,7 +66,9 @@ def publish_change(
     cube = open_cube(store, mask_and_scale=False)
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
     before = str(np.datetime_as_string(cube["time_before"].values[time_index], unit="D"))
-    png = change_quicklook(store, time_index, grid, items_t1, items_t2, loader)
+    record = step_record(cube, time_index)
+    dates = (period_text(record.get("before", {}), before), period_text(record, time))
+    png = change_quicklook(store, time_index, grid, items_t1, items_t2, loader, dates)
     quicklook = write_beside(store, f"change-{before}-{time}.png", png)
     key = artifact_key(store)
     changed_km2, valid_km2 = counts.changed * pixel_km2, counts.valid * pixel_km2
@@ -74,9 +80,9 @@ def publish_change(
     create_markdown_artifact(
         f"### Change {before} -> {time}\n\nStore: `{store}`\n\n"
         f"Changed: {changed_km2:.4g} km² of {valid_km2:.4g} km² valid at both dates.\n\n"
-        + png_markdown(png, "t1, t2 and the change outline"),
+        + png_markdown(png, "before, after and the change outline"),
         key=f"{key}-quicklook",
-        description=f"t1, t2 and the change outline of {store}, {before} -> {time}",
+        description=f"Before, after and the change outline of {store}, {before} -> {time}",
     )
     return PublishedChange(store, time, before, changed_km2, valid_km2, tuple(rows), quicklook)
 
@@ -102,17 +108,25 @@ def change_quicklook(
     items_t1: tuple[dict, ...],
     items_t2: tuple[dict, ...],
     loader: str = "odc",
+    dates: tuple[str, str] | None = None,
 ) -> bytes:
-    """t1, t2 and the change outline as a quicklook PNG (:func:`tasks.core.publish.coarse_grid`).
+    """Before, after and the change outline as a quicklook PNG, with coordinates and dates.
 
     The images are read on a coarser grid (odc-stac reads overviews where there are any) and
     the change mask is reduced with a block "any", so a large cube costs a small picture.
+    ``dates`` are the two periods (panel titles and the figure title).
     """
     coarse, step, window = coarse_grid(grid)
     mask = block_any_of(store, "changed", time_index, step)
     t1, _ = read_composite(items_t1, coarse, window, loader)
     t2, _ = read_composite(items_t2, coarse, window, loader)
-    return change_quicklook_png(fit_image(t1, mask.shape), fit_image(t2, mask.shape), mask)
+    frame = MapFrame.from_grid(grid)
+    name = Path(str(store).rstrip("/")).name
+    title = f"{name} · change {dates[0]} → {dates[1]}" if dates else f"{name} · change"
+    return change_quicklook_png(
+        fit_image(t1, mask.shape), fit_image(t2, mask.shape), mask, dates=dates,
+        title=f"{title}\n{frame.crs_text}", frame=frame,
+    )  # fmt: skip
 
 
 publish_change_task = task(publish_change, name="publish-change", cache_policy=NO_CACHE)

@@ -48,6 +48,7 @@ from terrawatch.tasks.core.cube_types import (
     CubeKind,
     CubePlan,
     TimeStep,
+    check_class_flags,
     check_cube_classes,
     check_index,
     check_provenance,
@@ -146,7 +147,9 @@ def open_cube(store: str, *, mask_and_scale: bool = True) -> xr.Dataset:
     # it, and it cost each fresh worker 0.28 s of its start
     import rioxarray  # noqa: F401
 
-    return xr.open_zarr(store, decode_coords="all", mask_and_scale=mask_and_scale)
+    ds = xr.open_zarr(store, decode_coords="all", mask_and_scale=mask_and_scale)
+    check_class_flags(ds, store)
+    return ds
 
 
 def read_store(store: str) -> xr.Dataset | None:

@@ -13,7 +13,7 @@ regions from it.
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from terrawatch.errors import InputError
-from terrawatch.models.classes import ClassNames
+from terrawatch.models.classes import ClassNames, check_flag_meanings
+from terrawatch.tasks.core.palette import class_colors as palette_colors
+
+logger = logging.getLogger(__name__)
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
@@ -37,30 +40,53 @@ RESERVED_ATTRS = frozenset(
 
 
 def check_cube_classes(classes: ClassNames) -> None:
-    """A cube's class list: 1..254 classes (255 is no data), unique names and CF flag words."""
+    """A cube's class list: 1..254 classes (255 is no data), unique names, one CF word each."""
     names = classes.names
     if not 1 <= len(names) < NODATA:
         raise InputError(f"classes: need 1..{NODATA - 1} names (255 = no data), got {len(names)}")
     if len(set(names)) != len(names):
         raise InputError(f"class names must be unique, got {names!r}")
-    words = flag_words(classes)
-    if len(set(words)) != len(words):
-        raise InputError(
-            f"class names {names!r} give duplicate CF flag words {words!r} "
-            "(spaces become '_', other symbols are dropped); rename the classes"
-        )
+    check_flag_meanings(" ".join(flag_words(classes)), len(names), "classes")
 
 
 def flag_words(classes: ClassNames) -> list[str]:
-    """CF ``flag_meanings`` words, one per class (blanks become ``_``, other symbols go)."""
-    return [re.sub(r"[^0-9A-Za-z_-]", "", re.sub(r"\s+", "_", n.strip())) for n in classes.names]
+    """CF ``flag_meanings`` words, one per class, unique (``models.classes.flag_words``)."""
+    return list(classes.flag_words)
+
+
+def check_class_flags(ds: Any, store: str) -> None:
+    """Every class variable's ``flag_meanings`` has one CF word per ``flag_values`` entry.
+
+    Checked when a cube (an ``xarray.Dataset``) is opened, so a legend read with ``.split()``
+    is never misaligned. A cube written before names were transliterated (``'Wasser Gebude
+    Strae bare_soil '``) is mended in memory from its exact ``classes`` table, with a warning;
+    the store is not touched.
+
+    Raises:
+        InputError: the words are wrong and the class table cannot give them.
+    """
+    table = ds.attrs.get("classes")
+    for name, var in ds.data_vars.items():
+        if "flag_meanings" not in var.attrs or "flag_values" not in var.attrs:
+            continue
+        n_values = len(np.atleast_1d(var.attrs["flag_values"]))
+        try:
+            check_flag_meanings(var.attrs["flag_meanings"], n_values, f"{store} {name}")
+        except InputError:
+            if not isinstance(table, list) or len(table) != n_values:
+                raise
+            words = " ".join(flag_words(ClassNames.from_attrs(table)))
+            logger.warning(
+                "%s %s: flag_meanings %r does not give one CF word per class; read as %r from "
+                "the classes table",
+                store, name, var.attrs["flag_meanings"], words,
+            )  # fmt: skip
+            var.attrs["flag_meanings"] = words
 
 
 def class_colors(classes: ClassNames) -> tuple[str, ...]:
-    """Hex colour per class, the same as the quicklooks (``tasks.core.render.class_colors``)."""
-    from terrawatch.tasks.core.render import class_colors as render_colors
-
-    return tuple(render_colors(classes.names))
+    """Hex colour per class by meaning of any synonym (``tasks.core.palette``), as in pictures."""
+    return tuple(palette_colors(classes.synonyms))
 
 
 def classes_attr(classes: ClassNames) -> list[dict[str, Any]]:
@@ -267,7 +293,7 @@ def class_attrs(classes: ClassNames) -> dict[str, Any]:
     colors = class_colors(classes)
     words = flag_words(classes)
     stac = [
-        {"value": i, "name": w, "description": n, "color_hint": c.lstrip("#").upper()}
+        {"value": i, "name": w, "title": n, "description": n, "color_hint": c.lstrip("#").upper()}
         for i, (w, n, c) in enumerate(zip(words, classes.names, colors, strict=True))
     ]
     return {

@@ -20,6 +20,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from terrawatch.errors import InputError, InputNotFoundError
+from terrawatch.tasks.core.map_frame import MapFrame
 from terrawatch.tasks.core.render import (
     as_label_array,
     class_colors,
@@ -170,6 +171,7 @@ def write_preview_png(
     rgb: np.ndarray | None = None,
     title: str | None = None,
     max_size: int = 1024,
+    profile: dict | None = None,
 ) -> None:
     """Write :func:`tasks.core.render.quicklook_png` of ``labels`` to ``path`` (atomically).
 
@@ -181,8 +183,15 @@ def write_preview_png(
         rgb: Optional ``RasterImage.rgb`` shown beside the labels.
         title: Optional title.
         max_size: Longest side of each panel, in pixels.
+        profile: ``RasterImage.profile`` of the source: a georeferenced north-up one gives
+            the picture coordinates, a scale bar and its CRS under the title.
     """
-    png = quicklook_png(labels, class_names, colors=colors, rgb=rgb, title=title, max_size=max_size)
+    frame = map_frame_of(profile or {}, labels.shape)
+    if frame is not None:
+        title = f"{title}\n{frame.crs_text}" if title else frame.crs_text
+    png = quicklook_png(
+        labels, class_names, colors=colors, rgb=rgb, title=title, max_size=max_size, frame=frame
+    )
     with _replace_on_success(Path(path)) as tmp:
         tmp.write_bytes(png)
 
@@ -326,6 +335,16 @@ def _stretch_band(band: np.ndarray, valid: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0, out=values)
 
 
+def map_frame_of(profile: dict, shape: tuple[int, ...]) -> MapFrame | None:
+    """The frame of a raster of ``shape`` with ``profile``; None without a north-up georeference."""
+    crs, transform = profile.get("crs"), profile.get("transform")
+    if crs is None or transform is None or transform.b or transform.d or transform.e >= 0:
+        return None
+    left, top = transform.c, transform.f
+    right, bottom = left + transform.a * shape[1], top + transform.e * shape[0]
+    return MapFrame.from_bounds(crs.to_wkt(), left, bottom, right, top)
+
+
 def _source_profile(src: Any) -> dict:
     """The source profile with ``crs``/``transform`` None when it has no georeference."""
     profile = dict(src.profile)
@@ -397,7 +416,7 @@ def _write_band_metadata(
     dst.write_colormap(1, table)
     names = [str(n) for n in class_names]
     dst.update_tags(
-        class_names=json.dumps(names),
+        class_names=json.dumps(names, ensure_ascii=False),  # exact names, readable in gdalinfo
         class_colors=json.dumps(colors),
         **{f"CLASS_{i}": n for i, n in enumerate(names)},
     )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
+from terrawatch.tasks.core.cube_store import record_index
 from terrawatch.tasks.core.grid import GridSpec
 
 QUICKLOOK_MAX_SIZE = 1024
@@ -77,3 +79,16 @@ def png_markdown(png: bytes, alt: str) -> str:
     """Markdown image of ``png`` inlined as a data URL (artifacts cannot link local files)."""
     encoded = base64.b64encode(png).decode("ascii")
     return f"![{alt}](data:image/png;base64,{encoded})"
+
+
+def step_record(cube: Any, time_index: int) -> dict:
+    """The ``time_steps`` record (period, items) of a cube's time index; ``{}`` when missing."""
+    records = cube.attrs.get("time_steps", [])
+    found = record_index(records, cube["time"].values[time_index])
+    return records[found] if found is not None else {}
+
+
+def period_text(record: dict, fallback: str = "") -> str:
+    """A step's period as people read it: ``2024-06-01..2024-06-30`` (one date when equal)."""
+    start, end = str(record.get("time", fallback))[:10], str(record.get("end", ""))[:10]
+    return f"{start}..{end}" if end and end != start else start

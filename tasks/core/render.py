@@ -11,41 +11,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from skimage.segmentation import find_boundaries
 
-PALETTE: tuple[str, ...] = (
-    "#1f78b4",  # blue
-    "#e31a1c",  # red
-    "#ff7f00",  # orange
-    "#33a02c",  # green
-    "#6a3d9a",  # purple
-    "#b15928",  # brown
-    "#a6cee3",  # light blue
-    "#fb9a99",  # salmon
-    "#fdbf6f",  # light orange
-    "#b2df8a",  # light green
-    "#cab2d6",  # lavender
-    "#ffff99",  # pale yellow
-    "#17becf",  # cyan
-    "#e377c2",  # pink
-    "#bcbd22",  # olive
-    "#00441b",  # dark green
-    "#08306b",  # navy
-    "#67000d",  # dark red
-    "#ffd700",  # gold
-    "#80cdc1",  # teal
-    "#01665e",  # dark teal
-    "#c51b7d",  # magenta
-    "#4d004b",  # aubergine
-    "#f46d43",  # coral
-)
-"""Class colours: class ``i`` gets ``PALETTE[i % len(PALETTE)]``; no greys (kept for background)."""
+from terrawatch.tasks.core.fonts import drawable_texts
+from terrawatch.tasks.core.map_frame import MapFrame
+from terrawatch.tasks.core.palette import MEANING_COLORS
+from terrawatch.tasks.core.palette import class_colors as palette_colors
 
-BACKGROUND_COLOR = "#a0a0a0"
-"""Colour of background-like classes (see :data:`BACKGROUND_NAMES`)."""
-
-BACKGROUND_NAMES = frozenset({"background", "clutter", "others", "other", "void", "unlabeled"})
-"""Class names (any comma-separated synonym, case-insensitive) drawn in :data:`BACKGROUND_COLOR`."""
+BACKGROUND_COLOR = MEANING_COLORS["background"]
+"""Colour of background-like classes (``background``, ``clutter``, ``others``, ...)."""
 
 NODATA_COLOR = "#000000"
 """Colour of no-data pixels in rendered pictures."""
@@ -57,22 +33,17 @@ _MIN_PANEL_PX = 256  # small images are enlarged (nearest) so the legend text st
 _DPI = 100
 
 
-def class_colors(class_names: Sequence[str]) -> list[str]:
-    """Default colour per class, stable for a given class order.
+def class_colors(class_names: Sequence[str | Sequence[str]]) -> list[str]:
+    """Default colour per class, by meaning (``tasks.core.palette``): water blue, tree green.
 
     Args:
-        class_names: Class names in label order; a name may hold comma-separated synonyms.
+        class_names: Class names in label order; a name may hold comma-separated synonyms,
+            or be the sequence of its synonyms.
 
     Returns:
-        Hex colours, one per class: grey for background-like names, else the palette entry.
+        Hex colours, one per class; names of unknown meaning get distinct other colours.
     """
-    colors = []
-    for i, name in enumerate(class_names):
-        synonyms = {s.strip().lower() for s in str(name).split(",")}
-        colors.append(
-            BACKGROUND_COLOR if synonyms & BACKGROUND_NAMES else PALETTE[i % len(PALETTE)]
-        )
-    return colors
+    return palette_colors(class_names)
 
 
 def colorize(
@@ -137,6 +108,7 @@ def quicklook_png(
     title: str | None = None,
     max_size: int = 1024,
     nodata: int = 255,
+    frame: MapFrame | None = None,
 ) -> bytes:
     """Render a label map (optionally beside its image) with a class legend, as PNG bytes.
 
@@ -151,6 +123,7 @@ def quicklook_png(
         title: Optional figure title.
         max_size: Longest side, in pixels, of each picture panel after subsampling.
         nodata: Label value of no-data pixels (black, with a legend entry when present).
+        frame: Where the map lies: coordinate axes and a scale bar (none without it).
 
     Returns:
         PNG-encoded bytes.
@@ -176,7 +149,7 @@ def quicklook_png(
     legend = [(str(n), c) for n, c in zip(class_names, colors, strict=True)]
     if (small == nodata).any():
         legend.append(("no data", NODATA_COLOR))
-    return render_panels(panels, legend, title)
+    return render_panels(panels, legend, title, frame)
 
 
 def class_area_table(
@@ -240,8 +213,26 @@ def change_quicklook_png(
     t2_rgb: np.ndarray,
     changed_mask: np.ndarray,
     max_size: int = 1024,
+    dates: tuple[str, str] | None = None,
+    title: str | None = None,
+    frame: MapFrame | None = None,
 ) -> bytes:
-    """Render ``t1``, ``t2`` and ``t2`` with the outline of the changed area, side by side.
+    """PNG bytes of :func:`change_quicklook_figure` (same arguments)."""
+    return figure_png(
+        change_quicklook_figure(t1_rgb, t2_rgb, changed_mask, max_size, dates, title, frame)
+    )
+
+
+def change_quicklook_figure(
+    t1_rgb: np.ndarray,
+    t2_rgb: np.ndarray,
+    changed_mask: np.ndarray,
+    max_size: int = 1024,
+    dates: tuple[str, str] | None = None,
+    title: str | None = None,
+    frame: MapFrame | None = None,
+) -> Figure:
+    """Draw before, after and after with the outline of the changed area, side by side.
 
     The mask is reduced with a block "any" (not a stride), so changes smaller than one
     subsampled pixel still show.
@@ -251,9 +242,13 @@ def change_quicklook_png(
         t2_rgb: Later image ``[3, H, W]``, same grid as ``t1_rgb``.
         changed_mask: ``bool [H, W]``, True where the land changed.
         max_size: Longest side, in pixels, of each panel after subsampling.
+        dates: The two periods as people read them (``"2024-05-01..2024-05-31"``): the
+            panel titles; without them the panels say only "before" and "after".
+        title: Optional figure title.
+        frame: Where the images lie: coordinate axes and a scale bar (none without it).
 
     Returns:
-        PNG-encoded bytes.
+        The matplotlib figure (not attached to pyplot).
 
     Raises:
         ValueError: The shapes of the three arrays disagree or ``max_size`` < 1.
@@ -269,43 +264,101 @@ def change_quicklook_png(
     mask = _block_any(changed_mask.astype(bool, copy=False), step)
     outlined = t2.copy()
     outlined[find_boundaries(mask, mode="inner")] = color_rgb255(CHANGE_COLOR, "CHANGE_COLOR")
-    panels = [("t1", t1), ("t2", t2), ("t2 + change", outlined)]
+    before, after = (f"before {dates[0]}", f"after {dates[1]}") if dates else ("before", "after")
+    panels = [(before, t1), (after, t2), (f"{after} + change", outlined)]
     share = 100.0 * np.count_nonzero(changed_mask) / max(1, changed_mask.size)
-    return render_panels(
-        panels, [(f"change outline ({share:.1f}% of pixels changed)", CHANGE_COLOR)], None
-    )
+    legend = [(f"change outline ({share:.1f}% of pixels changed)", CHANGE_COLOR)]
+    return panels_figure(panels, legend, title, frame)
 
 
 def render_panels(
     panels: Sequence[tuple[str, np.ndarray]],
     legend: Sequence[tuple[str, str]],
     title: str | None,
+    frame: MapFrame | None = None,
 ) -> bytes:
-    """Draw RGB panels side by side at about one screen pixel per image pixel, legend below."""
-    height, width = panels[0][1].shape[:2]
-    scale = max(1.0, _MIN_PANEL_PX / max(height, width))
-    pw, ph, gap, top = width * scale, height * scale, 12.0, 24.0 + (24.0 if title else 0.0)
-    fig_w, fig_h = len(panels) * (pw + gap) + gap, ph + top + gap
-    fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    for k, (name, image) in enumerate(panels):
-        left = gap + k * (pw + gap)
-        ax = fig.add_axes((left / fig_w, gap / fig_h, pw / fig_w, ph / fig_h))
-        ax.imshow(image, interpolation="nearest", resample=False)
-        ax.set_title(name, fontsize=10)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=12, y=1.0 - 6.0 / fig_h, va="top")
-    handles = [Patch(facecolor=c, edgecolor="none", label=n) for n, c in legend]
-    entry_px = 44 + 6.5 * max(len(n) for n, _ in legend)
-    ncols = int(max(1, min(len(legend), fig_w // entry_px)))
-    fig.legend(
-        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
-        fontsize=9, frameon=False, handlelength=2.0, handleheight=1.2,
-    )  # fmt: skip
+    """PNG bytes of :func:`panels_figure`."""
+    return figure_png(panels_figure(panels, legend, title, frame))
+
+
+def figure_png(fig: Figure) -> bytes:
+    """A figure as PNG bytes, cropped to what is drawn."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08)
     return buffer.getvalue()
+
+
+def panels_figure(
+    panels: Sequence[tuple[str, np.ndarray]],
+    legend: Sequence[tuple[str, str]],
+    title: str | None,
+    frame: MapFrame | None = None,
+) -> Figure:
+    """Draw RGB panels side by side at about one screen pixel per image pixel, legend below.
+
+    Text in any script is drawn with a font that has its glyphs, else transliterated
+    (:func:`tasks.core.fonts.drawable_texts`): never a box, never a "Glyph missing" warning.
+    With a ``frame`` the panels get coordinate axes in the CRS units (or degrees), labelled on
+    the first panel, and the last one a scale bar.
+    """
+    texts, families = drawable_texts(
+        [*(n for n, _ in panels), *(n for n, _ in legend), title or ""]
+    )
+    names, labels, title = texts[: len(panels)], texts[len(panels) : -1], title and texts[-1]
+    height, width = panels[0][1].shape[:2]
+    scale = max(1.0, _MIN_PANEL_PX / max(height, width))
+    title_px = 8.0 + 18.0 * len(title.splitlines()) if title else 0.0
+    pw, ph, gap, top = width * scale, height * scale, 12.0, 24.0 + title_px
+    left_pad, bottom_pad = (78.0, 36.0) if frame is not None else (0.0, 0.0)
+    fig_w, fig_h = left_pad + len(panels) * (pw + gap) + gap, ph + top + gap + bottom_pad
+    fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    for k, (name, (_, image)) in enumerate(zip(names, panels, strict=True)):
+        left = left_pad + gap + k * (pw + gap)
+        ax = fig.add_axes((left / fig_w, (gap + bottom_pad) / fig_h, pw / fig_w, ph / fig_h))
+        extent = frame.extent if frame is not None else None
+        # aspect "auto": the panel is already sized to the pixels, which stay square on screen
+        ax.imshow(image, interpolation="nearest", resample=False, extent=extent, aspect="auto")
+        ax.set_title(name, fontsize=10, fontfamily=families)
+        if frame is None:
+            ax.set_axis_off()
+        else:
+            _draw_frame(ax, frame, first=k == 0, last=k == len(panels) - 1)
+    if title:
+        fig.suptitle(title, fontsize=12, y=1.0 - 6.0 / fig_h, va="top", fontfamily=families)
+    handles = [
+        Patch(facecolor=c, edgecolor="none", label=n)
+        for n, (_, c) in zip(labels, legend, strict=True)
+    ]
+    entry_px = 44 + 6.5 * max(len(n) for n in labels)
+    ncols = int(max(1, min(len(legend), fig_w // entry_px)))
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
+        prop={"family": families, "size": 9}, frameon=False, handlelength=2.0, handleheight=1.2,
+    )  # fmt: skip
+    return fig
+
+
+def _draw_frame(ax, frame: MapFrame, first: bool, last: bool) -> None:
+    """Coordinate ticks (labelled on the first panel) and, on the last, a scale bar."""
+    formatter = FuncFormatter(lambda value, _: frame.tick_label(value))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+        axis.set_major_formatter(formatter)
+    ax.tick_params(labelsize=7, length=3, labelleft=first, labelbottom=first)
+    if first:
+        xlabel, ylabel = frame.axis_labels
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+    if last:
+        length, label = frame.scale_bar()
+        bar = AnchoredSizeBar(
+            ax.transData, length, label, loc="lower right", pad=0.3, borderpad=0.4, sep=3,
+            color="black", frameon=True, size_vertical=(frame.top - frame.bottom) / 80,
+            fontproperties={"size": 8},
+        )  # fmt: skip
+        bar.patch.set_alpha(0.75)
+        ax.add_artist(bar)
 
 
 def as_label_array(labels: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from terrawatch.tasks.core.cube_store import open_cube
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.map_frame import MapFrame
 from terrawatch.tasks.core.publish import (
     artifact_key,
     block_any_of,
@@ -140,8 +141,10 @@ def flood_picture(
         ("after + water", overlay),
     ]
     legend = [("flooded", FLOOD_COLOR), ("water before the event", PRE_WATER_COLOR)]
-    title = f"Flood {days.get('time', '')} - {Path(str(store).rstrip('/')).name}"
-    return render_panels(panels, legend, title)
+    frame = MapFrame.from_grid(grid)
+    name = Path(str(store).rstrip("/")).name
+    title = f"{name} · flood {days.get('time', '')}\n{frame.crs_text}"
+    return render_panels(panels, legend, title, frame)
 
 
 publish_flood_task = task(publish_flood, name="publish-flood", cache_policy=NO_CACHE)

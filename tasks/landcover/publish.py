@@ -12,13 +12,17 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.tasks.core.cube_store import open_cube
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.map_frame import MapFrame
 from terrawatch.tasks.core.publish import (
     artifact_key,
+    period_text,
     png_markdown,
     quicklook_step,
+    step_record,
     write_beside,
 )
-from terrawatch.tasks.core.render import class_area_table, class_colors, quicklook_png
+from terrawatch.tasks.core.render import class_area_table, quicklook_png
 from terrawatch.tasks.landcover.cube import finalize_cube
 
 logger = logging.getLogger(__name__)
@@ -46,9 +50,12 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
     cube = open_cube(store, mask_and_scale=False)
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
     labels = _strided_labels(cube, time_index)
+    colors = [entry["color"] for entry in cube.attrs["classes"]]  # the cube's own table
+    frame = MapFrame.from_grid(GridSpec.from_dict(cube.attrs["grid"]))
     png = quicklook_png(
-        labels, names, colors=class_colors(names), title=f"{Path(store).name} {time}"
-    )
+        labels, names, colors=colors, title=landcover_title(store, cube, time_index, frame),
+        frame=frame,
+    )  # fmt: skip
     quicklook = write_beside(store, f"quicklook-{time}.png", png)
     key = artifact_key(store)
     create_table_artifact(areas, key=f"{key}-areas", description=f"Class areas, {store} at {time}")
@@ -58,6 +65,13 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
         description=f"Quicklook of {store} at {time}",
     )
     return PublishedStep(store, time, tuple(areas), quicklook)
+
+
+def landcover_title(store: str, cube, time_index: int, frame: MapFrame) -> str:
+    """``<store> · land cover <period>`` over the CRS: what a reader needs to place the map."""
+    time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
+    period = period_text(step_record(cube, time_index), time)
+    return f"{Path(str(store).rstrip('/')).name} · land cover {period}\n{frame.crs_text}"
 
 
 def _strided_labels(cube, time_index: int) -> np.ndarray:

@@ -257,12 +257,12 @@ def test_label_geotiff_is_tiled_and_deflated(koeln_labels_tif):
 def test_label_geotiff_colour_table_holds_class_colours(koeln_labels_tif):
     with rasterio.open(koeln_labels_tif) as src:
         table = src.colormap(1)
-    # class_colors(CLASSES): grey background, then PALETTE[1..3]
+    # class_colors(CLASSES), by meaning: grey background, blue water, red building, grey road
     assert [table[i] for i in range(4)] == [
         (160, 160, 160, 255),
-        (227, 26, 28, 255),
-        (255, 127, 0, 255),
-        (51, 160, 44, 255),
+        (31, 101, 193, 255),
+        (215, 25, 28, 255),
+        (94, 94, 94, 255),
     ]
     assert table[255] == (0, 0, 0, 0)
 
@@ -345,4 +345,4 @@ def test_preview_png_decodes_with_both_panels(tmp_path):
     with Image.open(tmp_path / "p.png") as png:
         assert png.format == "PNG"
         pixels = {tuple(p) for p in np.asarray(png.convert("RGB")).reshape(-1, 3)}
-    assert (51, 51, 51) in pixels and (31, 120, 180) in pixels
+    assert (51, 51, 51) in pixels and (31, 101, 193) in pixels  # the image; blue water

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from terrawatch.tasks.core.palette import MEANING_COLORS, OTHER_COLORS
 from terrawatch.tasks.core.render import (
     BACKGROUND_COLOR,
     CHANGE_COLOR,
-    PALETTE,
     change_quicklook_png,
     class_area_table,
     class_colors,
@@ -41,27 +41,24 @@ def _colours_in(png: bytes) -> set[tuple[int, int, int]]:
 # --- palette and class colours --------------------------------------------------------------
 
 
-def test_palette_has_at_least_20_distinct_colours():
-    rgb = np.array([_rgb(c) for c in PALETTE], float)
+def test_colours_of_unknown_names_are_distinct_and_never_a_meanings_colour():
+    rgb = np.array([_rgb(c) for c in OTHER_COLORS], float)
     distances = [np.linalg.norm(a - b) for a, b in itertools.combinations(rgb, 2)]
-    assert len(PALETTE) >= 20 and min(distances) > 40
+    assert len(OTHER_COLORS) >= 20 and min(distances) > 40
+    assert not set(OTHER_COLORS) & set(MEANING_COLORS.values())
 
 
-def test_palette_has_no_greys():
-    rgb = np.array([_rgb(c) for c in PALETTE])
-    assert (rgb.max(axis=1) - rgb.min(axis=1)).min() > 30
-
-
-def test_class_colours_follow_the_palette_by_index():
-    names = [f"class {i}" for i in range(len(PALETTE) + 2)]
+def test_unknown_names_take_other_colours_in_class_order():
+    names = [f"class {i}" for i in range(len(OTHER_COLORS) + 2)]
     colors = class_colors(names)
-    assert colors[:3] == list(PALETTE[:3])
-    assert colors[len(PALETTE) + 1] == PALETTE[1]
+    assert colors[:3] == list(OTHER_COLORS[:3])
+    assert colors[len(OTHER_COLORS) + 1] == OTHER_COLORS[1]
+    assert class_colors(["ship", "water"]) == [OTHER_COLORS[0], MEANING_COLORS["water"]]
 
 
 @pytest.mark.parametrize("name", ["background", "Clutter", "clutter,background", "others"])
 def test_background_like_classes_are_grey(name):
-    assert class_colors(["water", name]) == [PALETTE[0], BACKGROUND_COLOR]
+    assert class_colors(["water", name]) == [MEANING_COLORS["water"], BACKGROUND_COLOR]
 
 
 # --- colorize and label_histogram -----------------------------------------------------------
