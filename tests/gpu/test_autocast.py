@@ -23,9 +23,10 @@ def _model(files, device: str) -> SegEarthOV:
 def test_cuda_runs_the_backbone_in_reduced_precision(tiny_model_files):
     model = _model(tiny_model_files, "cuda")
     assert model.device.type == "cuda"
-    linear = next(m for m in model.clip.visual.modules() if isinstance(m, torch.nn.Linear))
-    dtypes = []
-    handle = linear.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    dtypes = []  # the patch embedding's output: bf16/fp16 under autocast, float32 without
+    handle = model.clip.visual.conv1.register_forward_hook(
+        lambda _m, _i, out: dtypes.append(out.dtype)
+    )
     try:
         scores = model.predict_logits(planted_pair(size=224).t1[None])
     finally:
