@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU here")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:
         model = _random_model(args.backbone, args.batch, args.device)

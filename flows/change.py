@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.tasks.change.cube import ChangeStep, LandcoverPair, read_landcover_pair
 from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
+from terrawatch.tasks.change.steps import StepChoice
 from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
 from terrawatch.tasks.core.cube_types import TimeStep
@@ -84,10 +86,12 @@ def change_inputs(
     source = _from_cube(from_cube, classes, before, after, grid) if from_cube else None
     aoi, classes, periods = _pair_inputs(aoi, classes, before, after, source, today)
     query = class_query(classes, detection.targets, detection.from_classes, detection.to_classes)
+    steps = detection.chosen_steps()
+    _log_step_choice(steps, tasks)
     settings = ChangeSettings(
         mode=detection.mode,
         theta_deg=detection.theta,
-        rule=detection.chosen_rule(),
+        rule=detection.chosen_rule(steps.proposer),
         **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
     )
     check_chunk(tiling.chunk)
@@ -95,17 +99,27 @@ def change_inputs(
     spec = ChangeSpec(
         model.spec(classes),
         settings,
-        proposer=detection.proposer,
-        proposer_weights=detection.proposer_weights,
-        comparator=detection.comparator,
-        comparator_weights=detection.comparator_weights,
+        proposer=steps.proposer,
+        proposer_weights=steps.proposer_weights,
+        comparator=steps.comparator,
+        comparator_weights=steps.comparator_weights,
+        step_choice=tuple(steps.provenance((detection.proposer, detection.comparator)).items()),
     )
     find = search_items_task if tasks else search_items
     scenes = _search(find, search, aoi, periods, source)
     model.resolve_weights()
-    detection.resolve_weights()
+    detection.resolve_weights(steps)
     grid_spec = source.grid if source is not None else None
     return ChangeInputs(aoi, classes, periods, spec, grid_spec, scenes)
+
+
+def _log_step_choice(steps: StepChoice, in_flow: bool) -> None:
+    """Say which proposer/comparator run and why: in the flow run's log, else the module's."""
+    message = f"change steps: {steps.proposer} + {steps.comparator} ({steps.reason})"
+    if in_flow:
+        get_run_logger().info(message)
+    else:
+        logging.getLogger(__name__).info(message)
 
 
 @flow(name="change", task_runner=dask_task_runner())

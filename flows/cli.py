@@ -215,11 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     from terrawatch.flows.cli_change import add_change_command
     from terrawatch.flows.cli_flood import add_flood_command
     from terrawatch.flows.cli_flows import add_flow_commands
+    from terrawatch.flows.doctor import add_doctor_command
 
     add_flow_commands(sub)
     add_change_command(sub)
     add_flood_command(sub)
     add_align_command(sub)
+    add_doctor_command(sub)
     return parser
 
 

@@ -41,6 +41,7 @@ from terrawatch.tasks.core.defaults import (
 if TYPE_CHECKING:
     from terrawatch.models.classes import ClassNames
     from terrawatch.tasks.alignearth.chips import ChipRequest
+    from terrawatch.tasks.change.steps import StepChoice
     from terrawatch.tasks.core.sar_composite import SarOptions
     from terrawatch.tasks.core.worker_model import ModelSpec
 
@@ -217,13 +218,17 @@ class ChangeOptions(Options):
     rule: Literal["instance", "landcover"] | None = Field(
         None,
         description="instance (change of objects of the target classes) or landcover (any "
-        "class change); default: instance with --proposer sam, landcover with superpixels",
+        "class change); default: instance with SAM masks, landcover with superpixels",
     )
     proposer: Literal[PROPOSERS] = Field(  # type: ignore[valid-type]
-        DEFAULT_PROPOSER, description="mask proposer: superpixel (weights-free) or sam"
+        DEFAULT_PROPOSER,
+        description="mask proposer: sam, superpixel (weights-free) or auto (sam when SAM and "
+        "DINOv2 are in the weights directory, else superpixel)",
     )
     comparator: Literal[COMPARATORS] = Field(  # type: ignore[valid-type]
-        DEFAULT_COMPARATOR, description="feature comparator: the segmenter's CLIP or dinov2"
+        DEFAULT_COMPARATOR,
+        description="feature comparator: dinov2, the segmenter's clip, or auto (dinov2 when "
+        "SAM and DINOv2 are in the weights directory, else clip)",
     )
     proposer_weights: str | None = Field(
         None, description="SAM checkpoint path (default: weights dir, then download)"
@@ -232,25 +237,36 @@ class ChangeOptions(Options):
         None, description="DINOv2 checkpoint path (default: weights dir, then download)"
     )
 
-    def resolve_weights(self) -> None:
+    def chosen_steps(self) -> StepChoice:
+        """The proposer and comparator this run uses (``auto`` resolved), with the reason."""
+        from terrawatch.tasks.change.steps import choose_steps
+
+        return choose_steps(
+            self.proposer, self.comparator, self.proposer_weights, self.comparator_weights
+        )
+
+    def resolve_weights(self, steps: StepChoice | None = None) -> None:
         """Find (or download once) the SAM and DINOv2 models when they are chosen."""
         from terrawatch.models.features import DINOV2_WEIGHTS
         from terrawatch.models.hf_weights import resolve_hf_model
         from terrawatch.models.sam import SAM_WEIGHTS
 
-        if self.proposer == "sam":
-            resolve_hf_model(SAM_WEIGHTS, self.proposer_weights)
-        if self.comparator == "dinov2":
-            resolve_hf_model(DINOV2_WEIGHTS, self.comparator_weights)
+        steps = steps or self.chosen_steps()
+        if steps.proposer == "sam":
+            resolve_hf_model(SAM_WEIGHTS, steps.proposer_weights)
+        if steps.comparator == "dinov2":
+            resolve_hf_model(DINOV2_WEIGHTS, steps.comparator_weights)
 
-    def chosen_rule(self) -> str:
+    def chosen_rule(self, proposer: str | None = None) -> str:
         """The rule: as given, else ``instance`` with SAM masks and ``landcover`` otherwise.
 
+        ``proposer`` is the chosen one (``auto`` resolved; default: :meth:`chosen_steps`).
         Superpixels tile both dates alike, so the NMS merge keeps one date's copy of a region
         more or less at random, and the instance rule (judged on that date only) then missed
         4-42% of planted changes.
         """
-        return self.rule or ("instance" if self.proposer == "sam" else "landcover")
+        proposer = proposer or self.chosen_steps().proposer
+        return self.rule or ("instance" if proposer == "sam" else "landcover")
 
 
 class ChangeTilingOptions(TilingOptions):

@@ -160,5 +160,5 @@ def _missing_message(entry: HfModelEntry, local: Path, why: str) -> str:
         f"{entry.description}: model directory {local} (Hugging Face {entry.repo_id}, "
         f"{entry.size}) not found and {why}. To fix: {_how_to_fetch(entry, local)} and copy the "
         f"folder to {local}, or set TERRAWATCH_WEIGHTS_DIR to a folder holding {entry.name}/, or "
-        f"pass the directory explicitly."
+        f"pass the directory explicitly; run `terrawatch doctor` for a full check."
     )

@@ -174,7 +174,7 @@ def _missing_message(entry: WeightsEntry, local: Path, why: str) -> str:
         f"{local} and {why}. To fix: on a machine with internet run "
         f"`terrawatch weights fetch {entry.name}` (or download {entry.url}) and copy the file to "
         f"{local}, or set {WEIGHTS_DIR_ENV} to a folder holding {entry.filename}, or pass its path "
-        f"explicitly."
+        f"explicitly; run `terrawatch doctor` for a full check."
     )
 
 

@@ -27,7 +27,7 @@ from terrawatch.models.change import ChangeDetector
 from terrawatch.models.classes import parse_class_names
 from terrawatch.models.segearth import SegEarthOV
 from terrawatch.models.settings import ChangeSettings
-from terrawatch.tasks.change import COMPARATORS, DEFAULT_COMPARATOR, DEFAULT_PROPOSER, PROPOSERS
+from terrawatch.tasks.change import BUILT_COMPARATORS, BUILT_PROPOSERS
 from terrawatch.tasks.change.cube import CHANGE_CUBE
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.load import read_composite
@@ -53,22 +53,28 @@ class ChangeSpec:
     """SegEarth-OV (identifier, and the CLIP features of the ``clip`` comparator)."""
     settings: ChangeSettings = field(default_factory=ChangeSettings)
     """Mode, θ, rule and the class query (indices into the segmenter's classes)."""
-    proposer: str = DEFAULT_PROPOSER
-    """``superpixel`` (weights-free SLIC) or ``sam``."""
+    proposer: str = BUILT_PROPOSERS[0]
+    """``superpixel`` (weights-free SLIC) or ``sam`` (``auto`` is resolved before, see
+    :func:`tasks.change.steps.choose_steps`)."""
     proposer_settings: tuple[tuple[str, Any], ...] = ()
     """Extra keyword arguments of the proposer, as (name, value) pairs."""
     proposer_weights: str | None = None
     """SAM checkpoint (default: weights dir / download)."""
-    comparator: str = DEFAULT_COMPARATOR
+    comparator: str = BUILT_COMPARATORS[0]
     """``clip`` (patch tokens of the segmenter's CLIP) or ``dinov2``."""
     comparator_weights: str | None = None
     """DINOv2 checkpoint (default: weights dir / download)."""
+    step_choice: tuple[tuple[str, str], ...] = ()
+    """How ``auto`` chose the proposer and comparator (requested, chosen, reason), for the
+    cube's provenance; empty when the spec was built directly."""
 
     def __post_init__(self) -> None:
-        if self.proposer not in PROPOSERS:
-            raise InputError(f"proposer must be one of {PROPOSERS}, got {self.proposer!r}")
-        if self.comparator not in COMPARATORS:
-            raise InputError(f"comparator must be one of {COMPARATORS}, got {self.comparator!r}")
+        if self.proposer not in BUILT_PROPOSERS:
+            raise InputError(f"proposer must be one of {BUILT_PROPOSERS}, got {self.proposer!r}")
+        if self.comparator not in BUILT_COMPARATORS:
+            raise InputError(
+                f"comparator must be one of {BUILT_COMPARATORS}, got {self.comparator!r}"
+            )
 
     def load(self, segmenter: SegEarthOV) -> ChangeDetector:
         """Build the detector around an already loaded segmenter (on its device)."""
@@ -109,6 +115,7 @@ class ChangeSpec:
             "rule": settings.rule,
             "proposer": self.proposer,
             "comparator": self.comparator,
+            "step_choice": dict(self.step_choice) or None,
         }
 
 

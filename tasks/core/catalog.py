@@ -36,7 +36,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _OFFLINE_HINT = (
     "To run offline, pass --catalog DIR with a local catalog folder made by "
     "`terrawatch catalog add IMAGE.tif --catalog DIR`, and load the model weights from a "
-    "local weights directory."
+    "local weights directory; run `terrawatch doctor` for a full check."
 )
 
 

@@ -266,3 +266,46 @@ def test_scheduled_periods_are_last_month_and_the_same_month_a_year_earlier():
         ("2023-02-01", "2023-02-28"),
         ("2024-02-01", "2024-02-29"),
     )
+
+
+def test_auto_chooses_sam_and_dinov2_when_both_are_in_the_weights_dir_and_records_it(
+    tmp_path, catalog, model, monkeypatch, caplog
+):
+    """The flow's inputs step and plan (no tiles: the choice is made and recorded there)."""
+    from terrawatch.flows.change import change_inputs
+    from terrawatch.tasks.change.plan import plan_change
+    from tests.models.change_fixtures import save_tiny_dinov2, save_tiny_sam
+
+    weights = tmp_path / "weights"
+    save_tiny_sam(weights / "sam-vit-huge")
+    save_tiny_dinov2(weights / "dinov2-base")
+    monkeypatch.setenv("TERRAWATCH_WEIGHTS_DIR", str(weights))
+    store = tmp_path / "change.zarr"
+    grid = GridOptions(resolution=RES, crs="EPSG:32632")
+    with caplog.at_level("INFO", logger="terrawatch.flows.change"):
+        inputs = change_inputs(
+            pair_aoi(), CLASSES, BEFORE, AFTER, None, str(store), ChangeOptions(),
+            _search(catalog), grid, ChangeTilingOptions(chunk=128), model,
+        )  # fmt: skip
+    assert "change steps: sam + dinov2 (auto: SAM" in caplog.text
+    spec = inputs.spec
+    assert (spec.proposer, spec.comparator) == ("sam", "dinov2")
+    assert spec.settings.rule == "instance"  # SAM masks get the instance rule
+    plan_change(
+        *inputs.scenes, inputs.periods, spec, str(store), aoi=inputs.aoi, resolution=RES,
+        crs="EPSG:32632", chunk=128, run_id="auto-test",
+    )  # fmt: skip
+    attrs = xr.open_zarr(store).attrs
+    assert attrs["change_steps"]["proposer"]["name"] == "sam"
+    assert attrs["change_steps"]["proposer"]["weights"] == "sam-vit-huge"
+    assert attrs["change_steps"]["features"]["name"] == "dinov2"
+    choice = attrs["change_query"]["step_choice"]
+    assert choice["requested_proposer"] == choice["requested_comparator"] == "auto"
+    assert "published DynamicEarth method SAM + DINOv2" in choice["reason"]
+
+
+def test_auto_without_sam_and_dinov2_records_the_fallback_and_why(finished):
+    store, _ = finished
+    choice = xr.open_zarr(store).attrs["change_query"]["step_choice"]
+    assert (choice["proposer"], choice["comparator"]) == ("superpixel", "clip")
+    assert "sam-vit-huge (looked in" in choice["reason"]

@@ -53,6 +53,32 @@ def save_tiny_sam(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def save_confident_tiny_sam(
+    directory: Path, source: Path, iou: float = 0.9, sharpness: float = 1e7
+) -> Path:
+    """The tiny SAM at ``source`` made confident, saved again in the real format.
+
+    Random weights predict IoU ~0 and mask logits ~1e-5, so the reference's filters
+    (``pred_iou > 0.5``, ``stability >= 0.95`` at offset 0.9) drop every mask and a test of
+    them could not tell a working filter from one that drops everything. Here the IoU head
+    predicts ``iou`` for every mask (its output layer: zero weights, bias ``iou``) and the mask
+    logits are multiplied by ``sharpness`` (the hypernetworks' output layers), so few pixels
+    sit within the stability offset of 0. The masks' shapes are still random-weight noise.
+    """
+    from transformers import SamModel
+
+    model = SamModel.from_pretrained(str(source)).eval()
+    decoder = model.mask_decoder
+    with torch.no_grad():
+        decoder.iou_prediction_head.proj_out.weight.zero_()
+        decoder.iou_prediction_head.proj_out.bias.fill_(iou)
+        for mlp in decoder.output_hypernetworks_mlps:
+            mlp.proj_out.weight.mul_(sharpness)
+            mlp.proj_out.bias.mul_(sharpness)
+    model.save_pretrained(directory)
+    return directory
+
+
 def save_tiny_dinov2(directory: Path, seed: int = 0) -> Path:
     """A random-weight DINOv2 (32-d, 2 layers, patch 14) saved with ``save_pretrained``."""
     from transformers import Dinov2Config, Dinov2Model

@@ -12,9 +12,9 @@ from torchvision.ops import box_iou
 
 from terrawatch.errors import WeightsNotFoundError
 from terrawatch.models.hf_weights import HF_REGISTRY, fetch, resolve_hf_model
-from terrawatch.models.proposals import MaskProposer, masks_to_boxes
+from terrawatch.models.proposals import MaskProposer, masks_to_boxes, merge_bitemporal
 from terrawatch.models.sam import SamProposer, SamSettings
-from tests.models.change_fixtures import planted_pair, save_tiny_sam
+from tests.models.change_fixtures import planted_pair, save_confident_tiny_sam, save_tiny_sam
 
 OPEN = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}  # random weights predict IoU ~0
 
@@ -114,3 +114,47 @@ def test_hf_registry_pins_revisions_and_fetch_refuses_offline(tmp_path, monkeypa
 def test_unknown_hf_model_name_lists_the_available_ones():
     with pytest.raises(KeyError, match="available: \\['dinov2-base', 'sam-vit-huge'\\]"):
         resolve_hf_model("sam-vit-tiny")
+
+
+# --- the reference's filters on masks that should pass them ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def confident_sam(tiny_sam_dir, tmp_path_factory) -> Path:
+    return save_confident_tiny_sam(tmp_path_factory.mktemp("confident") / "sam", tiny_sam_dir)
+
+
+def test_confident_masks_survive_the_reference_thresholds_on_a_planted_image(confident_sam):
+    pair = planted_pair(size=64)
+    proposer = SamProposer.from_pretrained(confident_sam, device="cpu", points_per_side=4)
+    assert proposer.settings.pred_iou_thresh == 0.5  # the reference's, not loosened
+    assert proposer.settings.stability_score_thresh == 0.95
+    first, second = proposer.propose(pair.t1), proposer.propose(pair.t2)
+    assert len(first) >= 1 and len(second) >= 1
+    assert torch.allclose(first.scores, torch.full_like(first.scores, 0.9))
+    assert bool(first.masks.flatten(1).any(dim=1).all())
+    merged = merge_bitemporal(first.with_origin(0), second.with_origin(1))  # area < 0.8 kept
+    assert len(merged) >= 1
+
+
+def test_predicted_iou_at_or_below_the_threshold_drops_the_mask(confident_sam, tmp_path, image):
+    doubtful = save_confident_tiny_sam(tmp_path / "sam", confident_sam, iou=0.45)
+    assert (
+        len(SamProposer.from_pretrained(doubtful, device="cpu", points_per_side=4).propose(image))
+        == 0
+    )
+    lenient = SamProposer.from_pretrained(
+        doubtful, device="cpu", points_per_side=4, pred_iou_thresh=0.4
+    )
+    assert len(lenient.propose(image)) >= 1
+
+
+def test_unstable_masks_are_dropped_by_the_stability_filter(confident_sam, tmp_path, image):
+    soft = save_confident_tiny_sam(tmp_path / "sam", confident_sam, sharpness=1e-7)  # logits ~0
+    assert (
+        len(SamProposer.from_pretrained(soft, device="cpu", points_per_side=4).propose(image)) == 0
+    )
+    unfiltered = SamProposer.from_pretrained(
+        soft, device="cpu", points_per_side=4, stability_score_thresh=0.0
+    )
+    assert len(unfiltered.propose(image)) >= 1
