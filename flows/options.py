@@ -304,6 +304,11 @@ class FloodWindowOptions(Options):
         12, description="days before the event searched for the reference (pre-event) images"
     )
     post_days: int = Field(6, description="days from the event date searched for the flood")
+    reference_days: int = Field(
+        60,
+        description="days before the event whose SAR scenes define normal water and the "
+        "exclusion mask (threshold member; at least pre_days)",
+    )
 
 
 class FloodSearchOptions(SearchOptions):
@@ -333,6 +338,17 @@ class FloodSearchOptions(SearchOptions):
     max_items: int = Field(20, description="max scenes per window and sensor")
 
 
+class FloodOutputOptions(Options):
+    """What a flood run hands out besides the cube: polygons, footprint, numbers, report."""
+
+    min_area: float = Field(
+        0.5,
+        ge=0,
+        description="minimum mapping unit of the flood polygons in hectares (smaller flooded "
+        "regions stay in the cube but get no polygon)",
+    )
+
+
 class FloodModelOptions(ModelOptions):
     """Segmenter options of a flood run: SAR (AlignEarth) by default, optical for S2 scenes."""
 
@@ -344,6 +360,13 @@ class FloodModelOptions(ModelOptions):
     )
     factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
         None, description="'package.module:callable' building your own segmenter (ModelSpec)"
+    )
+    method: Literal["auto", "threshold", "alignearth", "optical", "ensemble"] = Field(
+        "auto",
+        description="flood members: auto (every member that can run: threshold always, "
+        "alignearth where its weights are present, optical with --optical and weights), "
+        "threshold (weights-free SAR), alignearth, optical, or ensemble (all three, weights "
+        "required)",
     )
 
     def resolve_weights(self, optical: bool = False) -> None:
