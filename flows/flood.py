@@ -24,6 +24,7 @@ from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
+from terrawatch.tasks.flood.landcover import check_landcover_cube
 from terrawatch.tasks.flood.plan import FloodSpec, check_comparable, plan_flood_task
 from terrawatch.tasks.flood.publish import publish_flood_task
 from terrawatch.tasks.flood.search import (
@@ -119,6 +120,8 @@ def flood_inputs(
                          search.max_cloud, search.max_items)
             for side, dates in (("pre", window.pre), ("post", window.post))
         )  # fmt: skip
+    if search.landcover_cube:
+        check_landcover_cube(search.landcover_cube)
     members = flood_members(model, search.optical)
     spec = FloodSpec(
         model.spec(classes) if "alignearth" in members else None,
@@ -190,7 +193,8 @@ def flood(
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
-                     plan.sar, plan.threshold, halo=tiling.halo, loader=tiling.loader)
+                     plan.sar, plan.threshold, search.landcover_cube, halo=tiling.halo,
+                     loader=tiling.loader)
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))
@@ -204,6 +208,7 @@ def flood(
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
         outputs.min_area, plan.threshold.reference if plan.threshold else (),
+        search.landcover_cube,
     )  # fmt: skip
     return {
         "store": store,

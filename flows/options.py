@@ -336,6 +336,11 @@ class FloodSearchOptions(SearchOptions):
         10.0, description="max eo:cloud_cover of optical scenes in percent (none: no limit)"
     )
     max_items: int = Field(20, description="max scenes per window and sensor")
+    landcover_cube: str | None = Field(
+        None,
+        description="a terrawatch land-cover cube (Zarr): its urban and forest classes join the "
+        "exclusion mask and the report splits the flooded km² by its classes",
+    )
 
 
 class FloodOutputOptions(Options):

@@ -22,6 +22,7 @@ import zarr
 
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.flood.landcover import flooded_by_class
 from terrawatch.tasks.flood.polygons import EventLayers, flood_polygons, footprint
 from terrawatch.tasks.flood.report import map_classes, map_png, report_html
 
@@ -38,6 +39,8 @@ class FloodOutputs:
     """Flood polygons kept (at least the minimum mapping unit)."""
     png: bytes
     """The report's map."""
+    by_class: tuple[dict, ...] = ()
+    """Flooded km² per land-cover class (with a land-cover cube)."""
 
 
 def read_event(store: str, time_index: int) -> tuple[EventLayers, np.ndarray, np.ndarray]:
@@ -87,6 +90,7 @@ def write_outputs(
     min_area_ha: float,
     scenes: list[dict],
     methods: list[str],
+    landcover: str | None = None,
 ) -> FloodOutputs:
     """Polygons, footprint, numbers and the HTML report of one finished event."""
     layers, reference, exclusion = read_event(store, time_index)
@@ -97,6 +101,7 @@ def write_outputs(
                     round(float(polygons["area_km2"].sum()), 6)})  # fmt: skip
     name = Path(str(store).rstrip("/")).name
     title = f"Flood {event} - {name}"
+    by_class = flooded_by_class(landcover, grid, layers.flooded) if landcover else []
     png = map_png(map_classes(layers, reference, exclusion), grid.resolution, title)
     files: dict[str, str] = {}
     if "://" not in store:
@@ -109,8 +114,8 @@ def write_outputs(
             f"{stem}-footprint.geojson",
             lambda p: footprint(layers, grid).to_file(p, driver="GeoJSON"),
         )
-        page = report_html(title, png, rows, scenes, methods, dict(files))
+        page = report_html(title, png, rows, scenes, methods, dict(files), by_class)
         files["report_html"] = _replace_write(
             f"{stem}.html", lambda p: Path(p).write_text(page, encoding="utf-8")
         )
-    return FloodOutputs(files, tuple(rows), len(polygons), png)
+    return FloodOutputs(files, tuple(rows), len(polygons), png, tuple(by_class))

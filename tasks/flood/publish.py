@@ -56,6 +56,8 @@ class PublishedFlood:
     """The responder's files beside the store (polygons, footprint, report), kind -> path."""
     report_areas: tuple[dict, ...] = ()
     """The report's numbers (flooded, polygons, reference water, excluded, (not) observed)."""
+    by_class: tuple[dict, ...] = ()
+    """Flooded km² per land-cover class (with ``--landcover-cube``)."""
 
 
 def publish_flood(
@@ -68,6 +70,7 @@ def publish_flood(
     loader: str = "odc",
     min_area_ha: float = DEFAULT_MIN_AREA_HA,
     reference_sar: tuple[dict, ...] = (),
+    landcover: str | None = None,
 ) -> PublishedFlood:
     """Check completeness, count the pixels, draw the picture, write the responder's files
     (:mod:`tasks.flood.outputs`) and create the artifacts."""
@@ -87,7 +90,7 @@ def publish_flood(
     flooded_km2 = counts.flooded * pixel_km2
     scenes = scene_rows(pre_sar, post_sar, reference_sar)
     outputs = write_outputs(store, time_index, grid, event, min_area_ha, scenes,
-                            method_lines(cube.attrs))  # fmt: skip
+                            method_lines(cube.attrs), landcover)  # fmt: skip
     create_table_artifact(
         rows, key=f"{key}-flood-area", description=f"Flooded area, {store}, event {event}"
     )
@@ -96,6 +99,12 @@ def publish_flood(
         key=f"{key}-flood-report",
         description=f"Flood report numbers (km²), {store}, event {event}; {NOTE}",
     )
+    if outputs.by_class:
+        create_table_artifact(
+            list(outputs.by_class),
+            key=f"{key}-flood-landcover",
+            description=f"Flooded km² per land-cover class, {store}, event {event}",
+        )
     create_markdown_artifact(
         f"### Flood {event}\n\nStore: `{store}`\n\n"
         f"Flooded: **{flooded_km2:.4g} km²**: water after the event ({event}.."
@@ -110,8 +119,9 @@ def publish_flood(
     )
     logger.info("flood %s in %s: %.4g km2 flooded", event, store, flooded_km2)
     return PublishedFlood(
-        store, event, flooded_km2, tuple(rows), picture, outputs.files, outputs.areas
-    )
+        store, event, flooded_km2, tuple(rows), picture, outputs.files, outputs.areas,
+        outputs.by_class,
+    )  # fmt: skip
 
 
 def scene_rows(

@@ -96,6 +96,12 @@ def _fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _landcover_section(by_class: Sequence[dict]) -> str:
+    if not by_class:
+        return ""
+    return f'<h3>Flooded per land-cover class</h3><div id="landcover">{_table(by_class)}</div>'
+
+
 def report_html(
     title: str,
     png: bytes,
@@ -103,6 +109,7 @@ def report_html(
     scenes: Sequence[dict],
     methods: Sequence[str],
     files: dict[str, str],
+    by_class: Sequence[dict] = (),
 ) -> str:
     """The self-contained page (UTF-8 HTML, no external reference)."""
     image = base64.b64encode(png).decode("ascii")
@@ -126,6 +133,7 @@ img {{ max-width: 100%; }}
 <img id="map" alt="flood map with legend and scale bar" src="data:image/png;base64,{image}">
 <h2>Numbers</h2>
 <div id="areas">{_table(areas)}</div>
+{_landcover_section(by_class)}
 <h2>Scenes used</h2>
 <div id="scenes">{_table(scenes)}</div>
 <h2>Methods</h2>

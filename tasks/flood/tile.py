@@ -39,6 +39,7 @@ from terrawatch.tasks.flood.cube import (
     SOURCE_OPTICAL,
     SOURCE_SAR,
 )
+from terrawatch.tasks.flood.landcover import landcover_exclusion
 from terrawatch.tasks.flood.plan import FloodSpec, Scenes
 from terrawatch.tasks.flood.stack import DbStack, read_db_stack
 from terrawatch.tasks.flood.threshold_member import ThresholdPlan, Thresholds, threshold_view
@@ -56,6 +57,8 @@ class FloodTileJob(TileJob):
     """SAR composite options (polarisations resolved)."""
     threshold: ThresholdPlan | None = None
     """The threshold member's reference scenes and scene thresholds; None: member off."""
+    landcover: str | None = None
+    """A land-cover cube whose urban and forest classes are excluded (``--landcover-cube``)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Sides:
     """The threshold member's scene thresholds."""
     first_post: np.datetime64 | None = None
     """Time of the first post-event scene (``observed_at`` of the segmenters alone)."""
+    landcover_bits: np.ndarray | None = None
+    """Exclusion bits from the land-cover cube (urban, forest) over the window."""
 
 
 def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[Sides, np.ndarray]:
@@ -114,7 +119,10 @@ def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[
         thresholds = plan.scene_thresholds()
     times = [item_time(i) for i in job.post.sar]
     first = min(times) if times else None
-    sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first)
+    bits = None
+    if job.landcover is not None:
+        bits = landcover_exclusion(job.landcover, job.grid, window.outer)
+    sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first, bits)
     return sides, valid
 
 
@@ -191,6 +199,8 @@ def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
         reference, exclusion = water_pre, np.zeros(sides.shape, np.uint8)
         first = sides.first_post.astype(np.int64) if sides.first_post is not None else NO_TIME
         observed_at = np.where(after.source != 0, first, NO_TIME).astype(np.int64)
+    if sides.landcover_bits is not None:
+        exclusion = exclusion | sides.landcover_bits
     return {
         "water_pre": water_pre,
         "water_post": after.water,

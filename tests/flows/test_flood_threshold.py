@@ -162,31 +162,62 @@ def test_report_renders_offline_in_headless_chromium(event_run, tmp_path):
     assert width > 100 and cells >= 10
 
 
+def _landcover_cube(path: str, event) -> str:
+    """A land-cover cube over the event at 20 m: cropland, and buildings over the flood patch."""
+    from terrawatch.models.classes import parse_class_names
+    from terrawatch.tasks.core.cube_types import TimeStep
+    from terrawatch.tasks.core.grid import GridSpec
+    from terrawatch.tasks.landcover.cube import prepare_cube, write_tile
+
+    left, top = event.origin
+    span = event.size * 10.0
+    grid = GridSpec("EPSG:32633", 20.0, left, top - span, left + span, top)
+    classes = parse_class_names(["building,urban", "cropland"])
+    plan = prepare_cube(path, grid, classes, TimeStep("2024-04-01", "2024-04-30", ("s2",)), {},
+                        128)  # fmt: skip
+    labels = np.ones(grid.shape, np.uint8)
+    labels[40:70, 60:90] = 0  # covers the planted patch (rows 0.45-0.62, cols 0.62-0.85)
+    write_tile(path, plan.time_index, (0, 0), labels, np.full(grid.shape, 0.9), 128)
+    return path
+
+
 @pytest.mark.slow
 def test_a_second_member_votes_and_agreement_raises_likelihood(
     event_run, prefect_api, dask_cluster, tmp_path
 ):
-    """The water-rule stand-in at the model API as ``alignearth``: both members vote."""
+    """The water-rule stand-in at the model API as ``alignearth``: both members vote; a
+    land-cover cube's buildings are excluded."""
     from prefect_dask import DaskTaskRunner
 
     event, alone, _ = event_run
     root = tmp_path
     write_event(root, SIZE)
+    landcover = _landcover_cube(str(root / "landcover.zarr"), event)
     runner = DaskTaskRunner(address=dask_cluster.scheduler_address)
-    flood.with_options(task_runner=runner)(
+    summary = flood.with_options(task_runner=runner)(
         aoi=event.aoi(inset=40.0),
         event_date=EVENT,
         store=str(root / "two.zarr"),
-        search=FloodSearchOptions(catalog=str(root / "catalog"), collections=["sentinel-1-rtc"]),
+        search=FloodSearchOptions(
+            catalog=str(root / "catalog"), collections=["sentinel-1-rtc"], landcover_cube=landcover
+        ),
         tiling=TilingOptions(chunk=96, halo=16),
         model=FloodModelOptions(factory="tests.flows.water_rule:build", upsampler="bilinear"),
     )
     two = xr.open_zarr(root / "two.zarr", mask_and_scale=False)
     assert two.attrs["members"] == ["threshold", "alignearth"]
     assert set(np.unique(two.source.values[0])) == {3}
+    urban = np.zeros((SIZE, SIZE), bool)
+    urban[80:140, 120:180] = True  # the land-cover cube's buildings on the 10 m scene grid
+    in_town = _mask(event, two, urban)
+    assert ((two.exclusion.values[0][in_town] & 2) == 2).all()
+    assert (two.flooded.values[0][in_town] == 0).all()
+    page = open(summary["files"]["report_html"], encoding="utf-8").read()
+    assert "Flooded per land-cover class" in page and "cropland" in page
     # where the threshold member alone was not sure of the flood, the agreeing rule raises it
     planted = _mask(event, two, event.flood)
-    unsure = planted & (alone.likelihood.values[0] < 100) & (two.flooded.values[0] == 1)
+    unsure = planted & (alone.likelihood.values[0] < 100) & (two.observed_water.values[0] == 1)
     assert unsure.sum() > 20
     assert two.likelihood.values[0][unsure].mean() > alone.likelihood.values[0][unsure].mean()
-    assert csi(two.flooded.values[0] == 1, _mask(event, two, event.flood)) >= 0.8
+    outside_town = _mask(event, two, event.flood & ~urban)
+    assert csi(two.flooded.values[0] == 1, outside_town) >= 0.8
