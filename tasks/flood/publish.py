@@ -118,6 +118,14 @@ def publish_flood(
         description=f"Before, after and the flooded area of {store}, event {event}",
     )
     logger.info("flood %s in %s: %.4g km2 flooded", event, store, flooded_km2)
+    unseen = next(r["area_km2"] for r in outputs.areas if r["quantity"].startswith("not observed"))
+    if unseen > 0:
+        total = grid.shape[0] * grid.shape[1] * pixel_km2
+        logger.warning(
+            "%.4g km2 of the AOI (%.1f %%) was not observed after the event: no data there "
+            "(flooded 255), not 'not flooded'; see the footprint",
+            unseen, 100 * unseen / total,
+        )  # fmt: skip
     return PublishedFlood(
         store, event, flooded_km2, tuple(rows), picture, outputs.files, outputs.areas,
         outputs.by_class,

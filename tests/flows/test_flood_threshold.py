@@ -77,7 +77,7 @@ def test_sand_and_shadow_are_excluded_not_flood(event_run):
         inside = _mask(event, cube, feature, erode=1)
         assert ((cube.exclusion.values[0][inside] & 1) == 1).mean() >= 0.98
         assert (cube.flooded.values[0][inside] == 1).mean() <= 0.01
-    assert cube.exclusion.attrs["flag_meanings"] == "low_backscatter"
+    assert cube.exclusion.attrs["flag_meanings"] == "low_backscatter urban dense_forest"
 
 
 @pytest.mark.slow
