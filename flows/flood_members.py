@@ -35,22 +35,41 @@ def flood_members(model: FloodModelOptions, optical: bool) -> tuple[str, ...]:
             "--method optical needs optical scenes: add --optical (cloud-free Sentinel-2 after "
             "the event), or use --method auto"
         )
-    if method in ("alignearth", "optical", "ensemble"):
-        model.resolve_weights(optical=optical and method != "alignearth")
-        named = {"alignearth": ("alignearth",), "optical": ("optical",)}
-        return named.get(method, ("threshold", "alignearth", *(("optical",) if optical else ())))
+    if method == "optical":
+        resolve_optical_weights(model)
+        return ("optical",)
+    if method in ("alignearth", "ensemble"):
+        model.resolve_weights(optical=optical and method == "ensemble")
+        if method == "alignearth":
+            return ("alignearth",)
+        return ("threshold", "alignearth", *(("optical",) if optical else ()))
     members = ["threshold"]
     try:
-        model.resolve_weights(optical=optical)
+        model.resolve_weights(optical=False)
+        members.append("alignearth")
     except WeightsNotFoundError as err:
-        if model.weights or (optical and model.optical_weights):
+        if model.weights:
             raise  # a path the user gave must exist
-        logger.warning(
-            "no segmenter weights (%s); --method auto runs the weights-free threshold member only",
-            err,
-        )
-        return tuple(members)
-    members.append("alignearth")
+        logger.warning("no AlignEarth weights (%s); --method auto runs without it", err)
     if optical:
-        members.append("optical")
+        try:
+            resolve_optical_weights(model)
+            members.append("optical")
+        except WeightsNotFoundError as err:
+            if model.optical_weights:
+                raise
+            logger.warning("no optical CLIP weights (%s); --method auto runs without it", err)
+    if members == ["threshold"]:
+        logger.warning(
+            "no segmenter weights: --method auto runs the weights-free threshold member only"
+        )
     return tuple(members)
+
+
+def resolve_optical_weights(model: FloodModelOptions) -> None:
+    """The optical CLIP's checkpoint (nothing for a ``factory`` segmenter)."""
+    if model.factory:
+        return
+    from terrawatch.models.weights import resolve_weights
+
+    resolve_weights(model.backbone, model.optical_weights)
