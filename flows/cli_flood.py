@@ -18,6 +18,7 @@ from terrawatch.flows.cli_common import (
 )
 from terrawatch.flows.options import (
     FloodModelOptions,
+    FloodOutputOptions,
     FloodSearchOptions,
     FloodWindowOptions,
     GridOptions,
@@ -52,6 +53,7 @@ def add_flood_command(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, TilingOptions, "tiling")
     add_option_group(p, FloodModelOptions, "model")
+    add_option_group(p, FloodOutputOptions, "outputs")
     add_option_group(p, RunOptions, "run")
     p.set_defaults(handler=run_flood_command)
 
@@ -73,6 +75,7 @@ def flood_params(args: argparse.Namespace) -> dict[str, Any]:
         grid=read_options(args, GridOptions),
         tiling=read_options(args, TilingOptions),
         model=read_options(args, FloodModelOptions),
+        outputs=read_options(args, FloodOutputOptions),
     )
 
 

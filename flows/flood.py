@@ -1,4 +1,4 @@
-"""The flood-response flow: SAR before/after an event -> water on Dask -> flood-extent Zarr cube."""
+"""The flood-response flow: SAR around an event -> members on Dask -> cube, polygons, report."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from terrawatch.flows.flood_members import flood_members
 from terrawatch.flows.options import (
     FloodModelOptions,
+    FloodOutputOptions,
     FloodSearchOptions,
     FloodWindowOptions,
     GridOptions,
@@ -22,6 +24,7 @@ from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
+from terrawatch.tasks.flood.landcover import check_landcover_cube
 from terrawatch.tasks.flood.plan import FloodSpec, check_comparable, plan_flood_task
 from terrawatch.tasks.flood.publish import publish_flood_task
 from terrawatch.tasks.flood.search import (
@@ -29,6 +32,8 @@ from terrawatch.tasks.flood.search import (
     flood_windows,
     search_optical_window,
     search_optical_window_task,
+    search_reference_window,
+    search_reference_window_task,
     search_sar_window,
     search_sar_window_task,
     water_indices,
@@ -56,6 +61,8 @@ class FloodInputs:
     """Cloud-free optical scenes before the event (optical runs that found some)."""
     post_optical: SearchResult | None = None
     """Cloud-free optical scenes from the event on."""
+    reference: SearchResult | None = None
+    """SAR scenes of the reference window (threshold member), comparable with the post side."""
 
 
 def flood_inputs(
@@ -70,6 +77,7 @@ def flood_inputs(
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
     model: FloodModelOptions = FloodModelOptions(),
+    outputs: FloodOutputOptions = FloodOutputOptions(),
     *,
     tasks: bool = False,
 ) -> FloodInputs:
@@ -89,12 +97,11 @@ def flood_inputs(
     from terrawatch.models.settings import SegEarthSettings
 
     window = flood_windows(event_date, windows.pre_days, windows.post_days)
+    reference_window = flood_windows(
+        event_date, max(windows.reference_days, windows.pre_days), windows.post_days
+    ).pre
     classes = parse_class_names(classes or DEFAULT_CLASSES)  # once, for workers and cube
-    spec = FloodSpec(
-        model.spec(classes),
-        water_indices(classes, water_classes),
-        model.optical_spec(classes) if search.optical else None,
-    )
+    water = water_indices(classes, water_classes)
     composite = sar.composite_options()
     check_chunk(tiling.chunk)
     SegEarthSettings(**dict(model.settings()))
@@ -113,8 +120,23 @@ def flood_inputs(
                          search.max_cloud, search.max_items)
             for side, dates in (("pre", window.pre), ("post", window.post))
         )  # fmt: skip
-    model.resolve_weights(optical=search.optical)
-    return FloodInputs(window, spec, composite, pre, post, *optical)
+    if search.landcover_cube:
+        check_landcover_cube(search.landcover_cube)
+    members = flood_members(model, search.optical)
+    spec = FloodSpec(
+        model.spec(classes) if "alignearth" in members else None,
+        water,
+        model.optical_spec(classes) if "optical" in members else None,
+        threshold="threshold" in members,
+        method=model.method,
+        classes=classes,
+    )
+    reference = None
+    if spec.threshold:
+        find_reference = search_reference_window_task if tasks else search_reference_window
+        reference = find_reference(search.catalog, aoi, reference_window, pre, post, collections,
+                                   max(search.max_items, windows.reference_days))  # fmt: skip
+    return FloodInputs(window, spec, composite, pre, post, *optical, reference=reference)
 
 
 @flow(name="flood", task_runner=dask_task_runner())
@@ -130,6 +152,7 @@ def flood(
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
     model: FloodModelOptions = FloodModelOptions(),
+    outputs: FloodOutputOptions = FloodOutputOptions(),
 ) -> dict[str, Any]:
     """Map the water before and after an event and the flooded area, as one event of a cube.
 
@@ -147,7 +170,9 @@ def flood(
         sar: Orbit direction, polarisations, speckle filter and composite of the SAR scenes.
         grid: Output resolution and CRS (default: 10 m, Sentinel-1's; the AOI's UTM zone).
         tiling: Chunk (tile) size, halo and loader.
-        model: Segmenter options (``sensor="sar"``: AlignEarth on the SAR composites).
+        model: Segmenter options (``sensor="sar"``: AlignEarth on the SAR composites) and
+            ``method``: the flood members (default ``auto``: every member that can run).
+        outputs: Minimum mapping unit of the flood polygons (``min_area``, hectares).
 
     Returns:
         Store, event date, windows, tile counts, flooded area in km², area table, picture path.
@@ -155,28 +180,36 @@ def flood(
     logger = get_run_logger()
     inputs = flood_inputs(
         aoi, event_date, classes, water_classes, store, windows, search, sar, grid, tiling,
-        model, tasks=True,
+        model, outputs, tasks=True,
     )  # fmt: skip
     spec, window = inputs.spec, inputs.windows
     plan = plan_flood_task(
         inputs.pre, inputs.post, window, spec, inputs.sar, store, aoi, inputs.pre_optical,
         inputs.post_optical, grid.resolution, grid.crs, chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
-        replace=tiling.replace,
+        replace=tiling.replace, reference=inputs.reference, loader=tiling.loader,
     )  # fmt: skip
+    logger.info("flood members: %s (--method %s)", ", ".join(plan.members), model.method)
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
-                     plan.sar, halo=tiling.halo, loader=tiling.loader)
+                     plan.sar, plan.threshold, search.landcover_cube, halo=tiling.halo,
+                     loader=tiling.loader)
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))
-    tiles = run_tile_task(
-        flood_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model", spec.sar
-    )
+    if spec.sar is not None:
+        tiles = run_tile_task(
+            flood_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model",
+            spec.sar,
+        )  # fmt: skip
+    else:  # no model to warm on the workers
+        tiles = flood_tiles_task.submit(jobs, spec).result()
     published = publish_flood_task(
-        store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader
-    )
+        store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
+        outputs.min_area, plan.threshold.reference if plan.threshold else (),
+        search.landcover_cube,
+    )  # fmt: skip
     return {
         "store": store,
         "event_date": published.event,
@@ -189,6 +222,9 @@ def flood(
         "flooded_km2": published.flooded_km2,
         "areas": list(published.areas),
         "picture": published.picture,
+        "members": list(plan.members),
+        "files": published.files,
+        "report": list(published.report_areas),
     }
 
 

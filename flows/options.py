@@ -320,6 +320,11 @@ class FloodWindowOptions(Options):
         12, description="days before the event searched for the reference (pre-event) images"
     )
     post_days: int = Field(6, description="days from the event date searched for the flood")
+    reference_days: int = Field(
+        60,
+        description="days before the event whose SAR scenes define normal water and the "
+        "exclusion mask (threshold member; at least pre_days)",
+    )
 
 
 class FloodSearchOptions(SearchOptions):
@@ -347,6 +352,22 @@ class FloodSearchOptions(SearchOptions):
         10.0, description="max eo:cloud_cover of optical scenes in percent (none: no limit)"
     )
     max_items: int = Field(20, description="max scenes per window and sensor")
+    landcover_cube: str | None = Field(
+        None,
+        description="a terrawatch land-cover cube (Zarr): its urban and forest classes join the "
+        "exclusion mask and the report splits the flooded km² by its classes",
+    )
+
+
+class FloodOutputOptions(Options):
+    """What a flood run hands out besides the cube: polygons, footprint, numbers, report."""
+
+    min_area: float = Field(
+        0.5,
+        ge=0,
+        description="minimum mapping unit of the flood polygons in hectares (smaller flooded "
+        "regions stay in the cube but get no polygon)",
+    )
 
 
 class FloodModelOptions(ModelOptions):
@@ -360,6 +381,13 @@ class FloodModelOptions(ModelOptions):
     )
     factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
         None, description="'package.module:callable' building your own segmenter (ModelSpec)"
+    )
+    method: Literal["auto", "threshold", "alignearth", "optical", "ensemble"] = Field(
+        "auto",
+        description="flood members: auto (every member that can run: threshold always, "
+        "alignearth where its weights are present, optical with --optical and weights), "
+        "threshold (weights-free SAR), alignearth, optical, or ensemble (all three, weights "
+        "required)",
     )
 
     def resolve_weights(self, optical: bool = False) -> None:

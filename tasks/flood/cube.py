@@ -8,11 +8,23 @@ metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``s
   and ``post_end`` the last day of the post-event window (the pre-event window ends the day
   before the event, the post-event window starts on it).
 - ``water_pre`` / ``water_post``: uint8 1 = water, 0 = not water, ``_FillValue`` 255 = no
-  valid image in the window (or tile not written yet). Water is any class of the run's
-  ``water_classes`` (group attribute, and each event's provenance).
-- ``flooded``: uint8 1 = water after the event where there was none before
-  (``water_post & ~water_pre``), 0 = not flooded (no water after, or water before and after),
-  255 = unknown: no image after the event, or water after it and no image before.
+  valid image in the window (or tile not written yet): the consensus of the members on the
+  latest image before the event and on the post-event images (``water_post`` equals
+  ``observed_water``). For segmenters, water is any class of the run's ``water_classes``.
+- ``observed_water``: uint8 1 = water after the event by the ensemble's consensus
+  (:mod:`tasks.flood.consensus`), 0 = not water, 255 = no member observed the pixel.
+- ``reference_water``: uint8 1 = normal water (water in most scenes of the reference window, or
+  before the event for the model members alone), 0 = not, 255 = never observed before.
+- ``exclusion``: uint8 bit flags (CF ``flag_masks``) where SAR cannot see water arrive: 1 =
+  permanently low backscatter (dark in every reference scene), 2 urban and 4 dense forest (from
+  a ``--landcover-cube``); 0 = none.
+- ``likelihood``: uint8 0..100 water likelihood (members' agreement and margins), 255 = none.
+- ``source``: uint8 bit flags of the members that observed the pixel (1 threshold, 2
+  alignearth, 4 optical); 0 = none.
+- ``observed_at``: int64 seconds since 1970-01-01 UTC (CF time) of the post-event scene that
+  saw the pixel; -1 (``_FillValue``) = none.
+- ``flooded``: uint8 1 = ``observed_water & ~reference_water & ~exclusion``, 0 = not flooded,
+  255 = unknown: no observation after the event, or water after it and no observation before.
 - ``source_pre`` / ``source_post``: uint8 sensor whose image decided the pixel: 0 none (no valid
   image), 1 SAR, 2 optical (a cloud-free optical pixel wins over SAR); ``_FillValue`` 255 =
   tile not written yet.
@@ -55,6 +67,7 @@ from terrawatch.tasks.core.cube_types import (
     TimeCoord,
     TimeStep,
     check_earlier_step,
+    check_tile_dtype,
 )
 from terrawatch.tasks.core.grid import GridSpec
 
@@ -67,6 +80,14 @@ SOURCES = ("none", "sar", "optical")
 WATER_VARS = ("water_pre", "water_post")
 SOURCE_VARS = ("source_pre", "source_post")
 FLOOD_VARS = (*WATER_VARS, "flooded", *SOURCE_VARS)
+ENSEMBLE_VARS = ("observed_water", "reference_water", "exclusion", "likelihood", "source")
+"""The ensemble's layers (all uint8), besides ``observed_at`` (int64)."""
+MEMBER_MEANINGS = "threshold alignearth optical"
+"""Meaning of the ``source`` bits 1, 2, 4 (:data:`tasks.flood.consensus.MEMBERS`)."""
+EXCLUSION_MEANINGS = "low_backscatter urban dense_forest"
+"""Meaning of the ``exclusion`` bits 1, 2, 4."""
+NO_TIME = -1
+"""``observed_at`` where no post-event scene saw the pixel."""
 
 _WATER_ATTRS = {
     "flag_values": np.array([0, 1], np.uint8),
@@ -86,6 +107,50 @@ _SOURCE_ATTRS = {
     "flag_meanings": " ".join(SOURCES),
     "comment": "sensor whose image decided the pixel: 0 no valid image, 1 SAR, 2 optical "
     "(cloud-free optical wins over SAR); 255 (_FillValue) = tile not written yet",
+}
+
+_OBSERVED_ATTRS = {
+    "long_name": "water observed after the event (consensus of the members)",
+    "flag_values": np.array([0, 1], np.uint8),
+    "flag_meanings": "not_water water",
+    "comment": "majority of the members that observed the pixel (source); 255 (_FillValue) = "
+    "no member observed it, or tile not written yet",
+}
+_REFERENCE_ATTRS = {
+    "long_name": "reference (normal) water before the event",
+    "flag_values": np.array([0, 1], np.uint8),
+    "flag_meanings": "not_reference_water reference_water",
+    "comment": "threshold member: water in most SAR scenes of the reference window "
+    "(reference_days); model members alone: water before the event; 255 (_FillValue) = never "
+    "observed before the event",
+}
+_EXCLUSION_ATTRS = {
+    "long_name": "where SAR cannot see flood water",
+    "flag_masks": np.array([1, 2, 4], np.uint8),
+    "flag_meanings": EXCLUSION_MEANINGS,
+    "comment": "bit 1: below the water threshold in every reference scene (sand, tarmac, radar "
+    "shadow, and permanent water); bits 2 and 4: urban and forest classes of the land-cover "
+    "cube given (--landcover-cube); 0 = not excluded; 255 (_FillValue) = tile not written yet",
+}
+_LIKELIHOOD_ATTRS = {
+    "long_name": "water likelihood after the event",
+    "units": "percent",
+    "valid_range": np.array([0, 100], np.uint8),
+    "comment": "water probability pooled over the members that observed the pixel (sum of "
+    "their log-odds): agreement and wide margins raise it, disagreement lowers it; 255 "
+    "(_FillValue) = no member observed the pixel",
+}
+_MEMBERS_ATTRS = {
+    "long_name": "ensemble members that observed the pixel",
+    "flag_masks": np.array([1, 2, 4], np.uint8),
+    "flag_meanings": MEMBER_MEANINGS,
+    "comment": "0 = no member observed the pixel; 255 (_FillValue) = tile not written yet",
+}
+_TIME_ATTRS = {
+    "long_name": "acquisition time of the post-event scene that observed the pixel",
+    "units": "seconds since 1970-01-01 00:00:00",
+    "calendar": "proleptic_gregorian",
+    "comment": "-1 (_FillValue) = no post-event scene observed the pixel, or tile not written",
 }
 
 
@@ -120,12 +185,20 @@ def water_mask(labels: np.ndarray, water: tuple[int, ...], source: np.ndarray) -
     return out
 
 
-def flooded_mask(water_pre: np.ndarray, water_post: np.ndarray) -> np.ndarray:
-    """``flooded`` from the two water masks (see the module docstring for the 255 cases)."""
+def flooded_mask(
+    water_pre: np.ndarray, water_post: np.ndarray, exclusion: np.ndarray | None = None
+) -> np.ndarray:
+    """``flooded`` = ``water_post & ~water_pre & ~exclusion`` (255 cases: module docstring).
+
+    ``water_pre`` is the normal water (``reference_water``), ``water_post`` the water observed
+    after the event; an excluded pixel is never flooded.
+    """
     out = np.full(water_post.shape, NODATA, np.uint8)
     out[water_post == 0] = 0
     out[(water_post == 1) & (water_pre == 1)] = 0
     out[(water_post == 1) & (water_pre == 0)] = 1
+    if exclusion is not None:
+        out[(exclusion != 0) & (water_post != NODATA)] = 0
     return out
 
 
@@ -137,7 +210,21 @@ def _flooded_from_water(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 f"{water} must be 255 exactly where {source} is 0 (no image); build them with "
                 "water_mask(labels, water, source)"
             )
-    return {**arrays, "flooded": flooded_mask(arrays["water_pre"], arrays["water_post"])}
+    observed, members = arrays["observed_water"], arrays["source"]
+    if np.any((observed == NODATA) != (members == 0)):
+        raise InputError(
+            "observed_water must be 255 exactly where source is 0 (no member observed the pixel)"
+        )
+    flooded = flooded_mask(arrays["reference_water"], observed, arrays["exclusion"])
+    return {**arrays, "flooded": flooded}
+
+
+def _encode_time(name: str, array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``observed_at``: int64 seconds since 1970, -1 where no scene saw the pixel."""
+    check_tile_dtype(name, array, shape, "int64")
+    if np.any(array < NO_TIME):
+        raise InputError(f"{name} holds negative times; use -1 where no scene saw the pixel")
+    return array
 
 
 # --- store ----------------------------------------------------------------------------------
@@ -163,6 +250,19 @@ FLOOD_CUBE = CubeKind(
             values=len(SOURCES),
             nodata_ok=False,
             nodata=SOURCE_NONE,
+        ),
+        CubeVariable("observed_water", _OBSERVED_ATTRS, values=2),
+        CubeVariable("reference_water", _REFERENCE_ATTRS, values=2),
+        CubeVariable("exclusion", _EXCLUSION_ATTRS, values=8, nodata=0),
+        CubeVariable("likelihood", _LIKELIHOOD_ATTRS, values=101),
+        CubeVariable("source", _MEMBERS_ATTRS, values=8, nodata_ok=False, nodata=0),
+        CubeVariable(
+            "observed_at",
+            _TIME_ATTRS,
+            encode=_encode_time,
+            dtype="int64",
+            fill_value=NO_TIME,
+            nodata=NO_TIME,
         ),
     ),
     times=(
@@ -234,8 +334,12 @@ def write_flood_tile(
     source_pre: np.ndarray,
     source_post: np.ndarray,
     chunk: int,
+    **ensemble: np.ndarray,
 ) -> None:
     """Write one tile of one event (``flooded`` derived here), then mark it done.
+
+    ``ensemble`` holds the ensemble's layers (``observed_water``, ``reference_water``,
+    ``exclusion``, ``likelihood``, ``source``, ``observed_at``; see the module docstring).
 
     Args:
         store: Store prepared by :func:`prepare_flood_cube`.
@@ -257,6 +361,7 @@ def write_flood_tile(
         "water_post": water_post,
         "source_pre": source_pre,
         "source_post": source_post,
+        **ensemble,
     }
     write_cube_tile(store, FLOOD_CUBE, time_index, tile, arrays, chunk)
 

@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from terrawatch.errors import InputError
-from terrawatch.models.classes import ClassNames
+from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.tasks.core.catalog import (
     SearchResult,
     parse_aoi,
@@ -30,13 +30,17 @@ from terrawatch.tasks.core.sar import (
 )
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
+from terrawatch.tasks.flood import DEFAULT_CLASSES
+from terrawatch.tasks.flood.consensus import MEMBERS
 from terrawatch.tasks.flood.cube import (
     FloodStep,
     prepare_flood_cube,
 )
+from terrawatch.tasks.flood.scene_thresholds import plan_thresholds, threshold_settings
 from terrawatch.tasks.flood.search import (
     FloodWindows,
 )
+from terrawatch.tasks.flood.threshold_member import ThresholdPlan
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +49,24 @@ logger = logging.getLogger(__name__)
 class FloodSpec:
     """The segmenters of a flood run and the water classes; hashable."""
 
-    sar: ModelSpec
-    """Segmenter of the SAR composites (``sensor="sar"``: AlignEarth)."""
+    sar: ModelSpec | None
+    """Segmenter of the SAR composites (``sensor="sar"``: AlignEarth); None: member off."""
     water: tuple[int, ...]
-    """Indices of the water classes in ``sar.classes``."""
+    """Indices of the water classes in the classes."""
     optical: ModelSpec | None = None
     """Segmenter of optical scenes (same classes), when optical scenes are used."""
+    threshold: bool = False
+    """Whether the weights-free threshold member runs."""
+    method: str = "alignearth"
+    """The ``--method`` asked for (``members`` is what it resolved to)."""
+    classes: ClassNames | None = None
+    """The run's classes (the segmenters' own when None)."""
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The members that run, in ``source`` bit order."""
+        on = (self.threshold, self.sar is not None, self.optical is not None)
+        return tuple(name for name, flag in zip(MEMBERS, on, strict=True) if flag)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,10 @@ class FloodPlan:
     """SAR options with the polarisations resolved."""
     summary: SarSummary
     """Orbit direction, polarisations and geometry common to all SAR scenes."""
+    threshold: ThresholdPlan | None = None
+    """The threshold member's reference scenes and scene thresholds (None: member off)."""
+    members: tuple[str, ...] = ()
+    """The members that run."""
 
 
 def plan_flood(
@@ -97,6 +117,8 @@ def plan_flood(
     chunk: int,
     run_id: str | None = None,
     replace: bool = False,
+    reference: SearchResult | None = None,
+    loader: str = "odc",
 ) -> FloodPlan:
     """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
 
@@ -113,7 +135,8 @@ def plan_flood(
     grid = grid_for_aoi(
         bbox, resolution or default_resolution(first.get("collection", ""), first), crs
     )
-    check_sar_readable([*pre.items, *post.items], sar.polarizations)
+    reference_items = (reference or pre).items if spec.threshold else ()
+    check_sar_readable([*pre.items, *post.items, *reference_items], sar.polarizations)
     optical = [best_first(r.items) if r else () for r in (pre_optical, post_optical)]
     if any(optical):
         check_readable([*optical[0], *optical[1]], RGB_BANDS)
@@ -122,6 +145,13 @@ def plan_flood(
     searches = (pre, post, pre_optical, post_optical)
     provenance = _provenance(windows, sides, classes, spec, sar, summary, models, searches)
     provenance["run_id"] = run_id or uuid.uuid4().hex
+    threshold = None
+    if spec.threshold:
+        threshold, records = plan_thresholds(post.items, reference_items, grid, sar, summary,
+                                             loader)  # fmt: skip
+        provenance["items_reference_sar"] = [i["id"] for i in reference_items]
+        provenance["scene_thresholds"] = records
+        provenance["threshold_member"] = threshold_settings()
     step = FloodStep(
         windows.event,
         windows.post[1],
@@ -137,7 +167,7 @@ def plan_flood(
         len(cube.todo),
         cube.n_tiles[0] * cube.n_tiles[1],
     )
-    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary)
+    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary, threshold, spec.members)
 
 
 def check_comparable(
@@ -159,10 +189,13 @@ def check_comparable(
 
 def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassNames]:
     """Load the segmenters here (weights resolved, prompts encoded and cached) and the classes."""
-    models = {"model": worker_model(spec.sar)}
+    models = {"model": worker_model(spec.sar)} if spec.sar is not None else {}
     if spec.optical is not None and optical:
         models["model_optical"] = worker_model(spec.optical)
-    return models, spec.sar.classes
+    model = spec.sar or spec.optical
+    if model is not None:
+        return models, model.classes
+    return models, spec.classes or parse_class_names(DEFAULT_CLASSES)
 
 
 def _ids(scenes: Scenes) -> tuple[str, ...]:
@@ -194,6 +227,9 @@ def _provenance(
         "items_post_optical": [i["id"] for i in sides[1].optical],
         "dropped_items": [list(d) for r in searches if r is not None for d in r.dropped],
         "water_classes": [classes.names[i] for i in spec.water],
+        "method": spec.method,
+        "members": list(spec.members),
+        "members_note": _members_note(spec),
         "catalog": searches[1].catalog if searches[1] is not None else None,
         "orbit_state": summary.orbit_state,
         "sar_polarizations": list(sar.polarizations or ()),
@@ -204,6 +240,13 @@ def _provenance(
         **model_info,
     }
     return json.loads(json.dumps(info, default=str))
+
+
+def _members_note(spec: FloodSpec) -> str:
+    """Why these members ran, for the provenance."""
+    if spec.members == ("threshold",) and spec.method == "auto":
+        return "no segmenter weights found: auto ran the weights-free threshold member only"
+    return f"--method {spec.method}"
 
 
 plan_flood_task = task(plan_flood, name="plan-flood", cache_policy=NO_CACHE)

@@ -27,6 +27,9 @@ from terrawatch.tasks.core.render import color_rgb255, render_panels, to_hwc_uin
 from terrawatch.tasks.core.sar import POLARIZATIONS
 from terrawatch.tasks.core.sar_composite import SarOptions, read_sar_composite
 from terrawatch.tasks.flood.cube import FloodCounts, finalize_flood_cube
+from terrawatch.tasks.flood.outputs import write_outputs
+from terrawatch.tasks.flood.polygons import DEFAULT_MIN_AREA_HA
+from terrawatch.tasks.flood.report import NOTE
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,12 @@ class PublishedFlood:
     """Rows of quantity, pixels, area_km2 (flooded, water before/after, observed, unknown)."""
     picture: str | None
     """Path of the PNG beside a local store (None for object storage)."""
+    files: dict | None = None
+    """The responder's files beside the store (polygons, footprint, report), kind -> path."""
+    report_areas: tuple[dict, ...] = ()
+    """The report's numbers (flooded, polygons, reference water, excluded, (not) observed)."""
+    by_class: tuple[dict, ...] = ()
+    """Flooded km² per land-cover class (with ``--landcover-cube``)."""
 
 
 def publish_flood(
@@ -60,8 +69,12 @@ def publish_flood(
     post_sar: tuple[dict, ...],
     sar: SarOptions,
     loader: str = "odc",
+    min_area_ha: float = DEFAULT_MIN_AREA_HA,
+    reference_sar: tuple[dict, ...] = (),
+    landcover: str | None = None,
 ) -> PublishedFlood:
-    """Check completeness, count the pixels, draw the picture and create the artifacts."""
+    """Check completeness, count the pixels, draw the picture, write the responder's files
+    (:mod:`tasks.flood.outputs`) and create the artifacts."""
     counts = finalize_flood_cube(store, time_index)
     pixel_km2 = grid.resolution**2 / 1e6
     rows = flood_area_table(counts, pixel_km2)
@@ -76,19 +89,90 @@ def publish_flood(
     picture = write_beside(store, f"flood-{event}.png", png)
     key = artifact_key(store)
     flooded_km2 = counts.flooded * pixel_km2
+    scenes = scene_rows(pre_sar, post_sar, reference_sar)
+    outputs = write_outputs(store, time_index, grid, event, min_area_ha, scenes,
+                            method_lines(cube.attrs), landcover)  # fmt: skip
     create_table_artifact(
         rows, key=f"{key}-flood-area", description=f"Flooded area, {store}, event {event}"
     )
+    create_table_artifact(
+        list(outputs.areas),
+        key=f"{key}-flood-report",
+        description=f"Flood report numbers (km²), {store}, event {event}; {NOTE}",
+    )
+    if outputs.by_class:
+        create_table_artifact(
+            list(outputs.by_class),
+            key=f"{key}-flood-landcover",
+            description=f"Flooded km² per land-cover class, {store}, event {event}",
+        )
     create_markdown_artifact(
         f"### Flood {event}\n\nStore: `{store}`\n\n"
         f"Flooded: **{flooded_km2:.4g} km²**: water after the event ({event}.."
         f"{days['post_end']}) where there was none before it ({days['pre_start']}.."
-        f"{days['pre_end']}).\n\n" + png_markdown(png, "before, after and the flooded area"),
+        f"{days['pre_end']}).\n\n"
+        + png_markdown(png, "before, after and the flooded area")
+        + "\n\n"
+        + png_markdown(outputs.png, "flood map")
+        + f"\n\n*{NOTE}*",
         key=f"{key}-flood-picture",
         description=f"Before, after and the flooded area of {store}, event {event}",
     )
     logger.info("flood %s in %s: %.4g km2 flooded", event, store, flooded_km2)
-    return PublishedFlood(store, event, flooded_km2, tuple(rows), picture)
+    unseen = next(r["area_km2"] for r in outputs.areas if r["quantity"].startswith("not observed"))
+    if unseen > 0:
+        total = grid.shape[0] * grid.shape[1] * pixel_km2
+        logger.warning(
+            "%.4g km2 of the AOI (%.1f %%) was not observed after the event: no data there "
+            "(flooded 255), not 'not flooded'; see the footprint",
+            unseen, 100 * unseen / total,
+        )  # fmt: skip
+    return PublishedFlood(
+        store, event, flooded_km2, tuple(rows), picture, outputs.files, outputs.areas,
+        outputs.by_class,
+    )  # fmt: skip
+
+
+def scene_rows(
+    pre: tuple[dict, ...], post: tuple[dict, ...], reference: tuple[dict, ...]
+) -> list[dict]:
+    """The report's scenes: role, id, acquisition time, orbit."""
+    rows, seen = [], set()
+    for role, items in (("after the event", post), ("before the event", pre),
+                        ("reference", reference)):  # fmt: skip
+        for item in items:
+            if item["id"] in seen:
+                continue
+            seen.add(item["id"])
+            props = item.get("properties", {})
+            rows.append({"role": role, "scene": item["id"], "time": props.get("datetime"),
+                         "orbit": props.get("sat:orbit_state")})  # fmt: skip
+    return rows
+
+
+def method_lines(attrs: dict) -> list[str]:
+    """The report's methods, from the cube's provenance."""
+    lines = [
+        f"members: {', '.join(attrs.get('members', []))} ({attrs.get('members_note', '')})",
+        "flooded = observed water (majority of the members that observed the pixel) and not "
+        "reference water and not excluded; likelihood = the members' water probability "
+        "pooled by log-odds",
+    ]
+    settings = attrs.get("threshold_member")
+    if settings:
+        lines.append(f"threshold member: {settings['algorithm']}; decrease test "
+                     f"{settings['decrease_db']} dB; global fallback "
+                     f"{settings['global_threshold_db']} dB")  # fmt: skip
+    for record in attrs.get("scene_thresholds", []):
+        parts = [f"{p} {v['db']} dB ({v['method']})" for p, v in record.items() if p != "scene"]
+        lines.append(f"scene {record['scene']}: " + ", ".join(parts))
+    if attrs.get("model"):
+        lines.append(f"segmenter: {attrs['model'].get('backbone', '?')}")
+    lines.append(
+        f"reference window: scenes of {len(attrs.get('items_reference_sar', []))} dates before "
+        "the event; exclusion: dark in every reference scene"
+    )
+    return lines
 
 
 def flood_area_table(counts: FloodCounts, pixel_km2: float) -> list[dict]:

@@ -141,8 +141,9 @@ def search_sar_window(
     try:
         found = search_items(catalog, aoi, start, end, collections, None, max_items)
     except NoScenesError as err:
+        nearest = nearest_acquisitions(catalog, aoi, window, collections) if side == "post" else ""
         raise NoScenesError(
-            f"no SAR scenes in the {label} {start}..{end} ({where}); {_HINTS[side]}. "
+            f"no SAR scenes in the {label} {start}..{end} ({where}); {nearest}{_HINTS[side]}. "
             f"Search said: {err}"
         ) from err
     items = list(found.items)
@@ -160,6 +161,29 @@ def search_sar_window(
     except InputError as err:
         raise InputError(f"SAR scenes of the {label} {start}..{end}: {err}") from err
     return found
+
+
+NEAREST_DAYS = 60
+"""How far before and after a window :func:`nearest_acquisitions` looks."""
+
+
+def nearest_acquisitions(
+    catalog: str, aoi: Any, window: tuple[str, str], collections: Sequence[str]
+) -> str:
+    """``"nearest acquisitions: ... before, ... after; "`` around an empty window (or "")."""
+    start, end = (date.fromisoformat(d[:10]) for d in window)
+    span = timedelta(days=NEAREST_DAYS)
+    try:
+        found = search_items(catalog, aoi, (start - span).isoformat(), (end + span).isoformat(),
+                             list(collections), None, None)  # fmt: skip
+    except NoScenesError:
+        return f"no SAR scene within {NEAREST_DAYS} days either; "
+    times = sorted(str(i.get("properties", {}).get("datetime", ""))[:19] for i in found.items)
+    before = [t for t in times if t[:10] < start.isoformat()]
+    after = [t for t in times if t[:10] > end.isoformat()]
+    parts = [f"{before[-1]} before" if before else f"none in {NEAREST_DAYS} days before",
+             f"{after[0]} after" if after else f"none in {NEAREST_DAYS} days after"]  # fmt: skip
+    return f"nearest acquisitions: {', '.join(parts)}; "
 
 
 def search_optical_window(
@@ -193,6 +217,64 @@ search_sar_window_task = task(
 search_optical_window_task = task(
     search_optical_window,
     name="search-optical",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+
+
+def reference_scenes(found: SearchResult, pre: SearchResult, post: SearchResult) -> SearchResult:
+    """The reference window's scenes that compare with the post-event ones (threshold member).
+
+    A long window often mixes orbits and products; only scenes that share the post-event scenes'
+    orbit direction, polarisation set and geometry are kept, and of those the post-event
+    relative orbit (``sat:relative_orbit``) when any share it: the same viewing geometry, so
+    shadow, layover and incidence-angle brightness match. Dropped scenes are logged. With none
+    left the pre-event scenes (already checked comparable) are the reference.
+    """
+    anchor = post.items[0]
+    kept = []
+    for item in found.items:
+        try:
+            check_sar_items([anchor, item])
+        except InputError as err:
+            logger.info("reference scene %s dropped: %s", item.get("id"), err)
+            continue
+        kept.append(item)
+    orbits = {i.get("properties", {}).get("sat:relative_orbit") for i in post.items} - {None}
+    same = [i for i in kept if i.get("properties", {}).get("sat:relative_orbit") in orbits]
+    if same and len(same) < len(kept):
+        logger.info(
+            "reference scenes: %d of %d on the post-event relative orbit(s) %s kept",
+            len(same), len(kept), sorted(orbits),
+        )  # fmt: skip
+        kept = same
+    return dataclasses.replace(found, items=tuple(kept)) if kept else pre
+
+
+def search_reference_window(
+    catalog: str,
+    aoi: Any,
+    window: tuple[str, str],
+    pre: SearchResult,
+    post: SearchResult,
+    collections: Sequence[str] | None = None,
+    max_items: int | None = 20,
+) -> SearchResult:
+    """SAR scenes of the reference window comparable with the post-event ones (see
+    :func:`reference_scenes`); the pre-event scenes when the window holds none."""
+    collections = list(collections) if collections else default_sar_collections(catalog)
+    try:
+        found = search_items(catalog, aoi, *window, collections, None, max_items)
+    except NoScenesError:
+        return pre
+    return reference_scenes(found, pre, post)
+
+
+search_reference_window_task = task(
+    search_reference_window,
+    name="search-reference",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_unless_user_error,

@@ -1,13 +1,14 @@
-"""Flood mapping on tiles: plan an event, then water before/after per chunk and the tile task.
+"""Flood mapping on tiles: every member's view of a tile, their consensus, and the tile task.
 
-Mirrors :mod:`tasks.landcover.plan` and :mod:`tasks.landcover.tile` for a pair of windows around an
-event date (:mod:`tasks.flood.search`: the pre-event window ``[event - pre_days, event)``, the
-post-event window ``[event, event + post_days]`` and their searches; its names stay importable from
-here). Each side is a Sentinel-1 composite (optionally overridden by cloud-free optical
-pixels); water is any class of a configurable water set, and ``flooded = water_post &
-~water_pre`` (:mod:`tasks.flood.cube`). The maths of one tile goes to the shared tile runner
-(:func:`tasks.core.tile_runner.run_tile`). Tasks get references only; segmenters are loaded once
-per worker process (:func:`tasks.core.worker_model.worker_model`).
+Mirrors :mod:`tasks.landcover.tile` for a pair of windows around an event date
+(:mod:`tasks.flood.search`). The members (:mod:`tasks.flood.consensus`): ``threshold``, the
+weights-free SAR change detection (:mod:`tasks.flood.threshold_member`, on each scene in dB with
+the thresholds the plan found per scene), and the segmenters: ``alignearth`` on the SAR
+composites and ``optical`` on cloud-free optical pixels (water = a class of the water set).
+Their consensus gives ``observed_water`` and ``likelihood``; ``flooded = observed_water &
+~reference_water & ~exclusion`` (:mod:`tasks.flood.cube`). The maths of one tile goes to the
+shared tile runner (:func:`tasks.core.tile_runner.run_tile`). Tasks get references only;
+segmenters are loaded once per worker process (:func:`tasks.core.worker_model.worker_model`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ from terrawatch.tasks.core.tile_runner import (
     run_tiles,
 )
 from terrawatch.tasks.core.worker_model import ModelSpec, segment_array, worker_model
+from terrawatch.tasks.flood.consensus import MEMBER_BITS, Vote, consensus
 from terrawatch.tasks.flood.cube import (
     FLOOD_CUBE,
+    NO_TIME,
     SOURCE_NONE,
     SOURCE_OPTICAL,
     SOURCE_SAR,
-    water_mask,
 )
+from terrawatch.tasks.flood.landcover import landcover_exclusion
 from terrawatch.tasks.flood.plan import FloodSpec, Scenes
+from terrawatch.tasks.flood.stack import DbStack, read_db_stack
+from terrawatch.tasks.flood.threshold_member import ThresholdPlan, Thresholds, threshold_view
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class FloodTileJob(TileJob):
     """Scenes after the event."""
     sar: SarOptions
     """SAR composite options (polarisations resolved)."""
+    threshold: ThresholdPlan | None = None
+    """The threshold member's reference scenes and scene thresholds; None: member off."""
+    landcover: str | None = None
+    """A land-cover cube whose urban and forest classes are excluded (``--landcover-cube``)."""
 
 
 @dataclass(frozen=True)
@@ -68,33 +77,69 @@ class Layer:
 
 @dataclass(frozen=True)
 class Sides:
-    """The layers before and after the event over one tile's window."""
+    """The inputs of every member over one tile's window."""
 
     shape: tuple[int, int]
     """(height, width) of the window."""
     pre: tuple[Layer, ...]
-    """Layers before the event, optical first."""
+    """Segmenter layers before the event, optical first."""
     post: tuple[Layer, ...]
-    """Layers after the event."""
+    """Segmenter layers after the event."""
+    post_db: DbStack | None = None
+    """The threshold member's post-event scenes in dB (None: member off)."""
+    reference_db: DbStack | None = None
+    """The threshold member's reference scenes in dB (None: off, or no reference scene)."""
+    thresholds: Thresholds | None = None
+    """The threshold member's scene thresholds."""
+    first_post: np.datetime64 | None = None
+    """Time of the first post-event scene (``observed_at`` of the segmenters alone)."""
+    landcover_bits: np.ndarray | None = None
+    """Exclusion bits from the land-cover cube (urban, forest) over the window."""
 
 
 def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[Sides, np.ndarray]:
-    """The layers of both sides and where any decides a pixel (the tile's valid mask)."""
-    pre = observe(job, job.pre, window, spec, latest_first=True)
-    post = observe(job, job.post, window, spec, latest_first=False)
+    """The inputs of every member over the window, and where any sees a pixel (valid mask)."""
+    pre = post = ()
+    if spec.sar is not None or spec.optical is not None:
+        pre = observe(job, job.pre, window, spec, latest_first=True)
+        post = observe(job, job.post, window, spec, latest_first=False)
     valid = np.zeros(window.outer_shape, bool)
     for layer in (*pre, *post):
         valid |= layer.valid
-    return Sides(window.outer_shape, pre, post), valid
+    post_db = reference_db = thresholds = None
+    if job.threshold is not None:
+        plan = job.threshold
+        post_db = read_db_stack(job.post.sar, job.grid, window.outer, job.sar, plan.pols,
+                                job.loader)  # fmt: skip
+        valid |= np.isfinite(post_db.co).any(axis=0)
+        if plan.reference:
+            reference_db = read_db_stack(plan.reference, job.grid, window.outer, job.sar,
+                                         plan.pols, job.loader)  # fmt: skip
+            valid |= np.isfinite(reference_db.co).any(axis=0)
+        thresholds = plan.scene_thresholds()
+    times = [item_time(i) for i in job.post.sar]
+    first = min(times) if times else None
+    bits = None
+    if job.landcover is not None:
+        bits = landcover_exclusion(job.landcover, job.grid, window.outer)
+    sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first, bits)
+    return sides, valid
+
+
+def item_time(item: dict) -> np.datetime64:
+    """An item's acquisition time (``datetime``, else ``start_datetime``) as datetime64[s]."""
+    props = item.get("properties", {})
+    text = str(props.get("datetime") or props.get("start_datetime")).replace("Z", "")
+    return np.datetime64(text.split("+")[0], "s")
 
 
 def observe(
     job: FloodTileJob, scenes: Scenes, window: TileWindow, spec: FloodSpec, latest_first: bool
 ) -> tuple[Layer, ...]:
-    """The layers of one side: cloud-free optical pixels win, SAR fills the rest.
+    """The segmenter layers of one side: cloud-free optical pixels first, SAR fills the rest.
 
     A layer without a pixel in the chunk core is dropped (its model never runs), and SAR is not
-    read when optical pixels cover the whole core.
+    read when optical pixels cover the whole core or no SAR segmenter runs.
     """
     layers: list[Layer] = []
     decided = np.zeros(window.outer_shape, bool)
@@ -103,7 +148,7 @@ def observe(
         if valid[window.inner].any():
             layers.append(Layer(spec.optical, rgb, valid, SOURCE_OPTICAL))
             decided |= valid
-    if not decided[window.inner].all():
+    if spec.sar is not None and not decided[window.inner].all():
         rgb, valid = read_sar_composite(scenes.sar, job.grid, window.outer, job.sar, job.loader,
                                         latest_first=latest_first)  # fmt: skip
         valid &= ~decided
@@ -112,19 +157,62 @@ def observe(
     return tuple(layers)
 
 
+def _segmenter_votes(spec: FloodSpec, layers: tuple[Layer, ...]) -> list[Vote]:
+    """One vote per segmenter layer: its water probability from the winning class's confidence."""
+    votes = []
+    for layer in layers:
+        labels, confidence = segment_array(worker_model(layer.model), layer.rgb, layer.valid)
+        water = np.isin(labels, np.asarray(spec.water, dtype=labels.dtype))
+        probability = np.where(water, confidence, 1.0 - confidence).astype(np.float32)
+        observed = layer.valid & (labels != NODATA)
+        member = "optical" if layer.sensor == SOURCE_OPTICAL else "alignearth"
+        votes.append(Vote(member, observed, probability))
+    return votes
+
+
+def _sensor(members: np.ndarray) -> np.ndarray:
+    """``source_*`` from member bits: optical where the optical member saw it, else SAR."""
+    sensor = np.where(members != 0, SOURCE_SAR, SOURCE_NONE).astype(np.uint8)
+    sensor[(members & MEMBER_BITS["optical"]) != 0] = SOURCE_OPTICAL
+    return sensor
+
+
 def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
-    """Water and source sensor before and after the event over the tile's window."""
-    arrays = {}
-    for side, layers in (("pre", sides.pre), ("post", sides.post)):
-        labels = np.full(sides.shape, NODATA, np.uint8)
-        source = np.full(sides.shape, SOURCE_NONE, np.uint8)
-        for layer in layers:
-            found, _ = segment_array(worker_model(layer.model), layer.rgb, layer.valid)
-            labels[layer.valid] = found[layer.valid]
-            source[layer.valid] = layer.sensor
-        arrays[f"water_{side}"] = water_mask(labels, spec.water, source)
-        arrays[f"source_{side}"] = source
-    return arrays
+    """Every member's votes, their consensus before and after, and the ensemble's layers."""
+    pre_votes = _segmenter_votes(spec, sides.pre)
+    post_votes = _segmenter_votes(spec, sides.post)
+    view = None
+    if sides.post_db is not None:
+        view = threshold_view(sides.post_db, sides.reference_db, sides.thresholds or {})
+        post_votes.append(Vote("threshold", view.observed, view.probability))
+        pre_votes.append(Vote("threshold", view.pre_observed, view.pre_probability))
+    after, before = consensus(post_votes, sides.shape), consensus(pre_votes, sides.shape)
+    water_pre = before.water
+    if view is not None:
+        reference, exclusion, observed_at = view.reference_water, view.exclusion, view.observed_at
+        at = np.where(after.source != 0, observed_at, NO_TIME)
+        if sides.first_post is not None:  # segmenters saw it where the threshold member did not
+            fill = (after.source != 0) & (at == NO_TIME)
+            at[fill] = sides.first_post.astype(np.int64)
+        observed_at = at
+    else:
+        reference, exclusion = water_pre, np.zeros(sides.shape, np.uint8)
+        first = sides.first_post.astype(np.int64) if sides.first_post is not None else NO_TIME
+        observed_at = np.where(after.source != 0, first, NO_TIME).astype(np.int64)
+    if sides.landcover_bits is not None:
+        exclusion = exclusion | sides.landcover_bits
+    return {
+        "water_pre": water_pre,
+        "water_post": after.water,
+        "source_pre": _sensor(before.source),
+        "source_post": _sensor(after.source),
+        "observed_water": after.water,
+        "reference_water": reference,
+        "exclusion": exclusion,
+        "likelihood": after.likelihood,
+        "source": after.source,
+        "observed_at": observed_at.astype(np.int64),
+    }
 
 
 FLOOD_TILE = TileProduct(FLOOD_CUBE, read_sides, segment_sides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor, also when this file runs alone)
 import xarray as xr
 import zarr
 
@@ -50,8 +51,12 @@ def _tile_arrays(shape: tuple[int, int]) -> dict[str, np.ndarray]:
     source_post = np.ones(shape, np.uint8)
     source_post[:, -1] = 0
     water_post[:, -1] = 255
+    members = np.where(water_post == 255, 0, 1).astype(np.uint8)
     return dict(water_pre=water_pre, water_post=water_post, source_pre=source_pre,
-                source_post=source_post)  # fmt: skip
+                source_post=source_post, observed_water=water_post.copy(),
+                reference_water=water_pre.copy(), exclusion=np.zeros(shape, np.uint8),
+                likelihood=np.where(water_post == 255, 255, 90 * water_post).astype(np.uint8),
+                source=members, observed_at=np.where(members, 1715490000, -1))  # fmt: skip
 
 
 def _write_all(store: str, index: int = 0) -> None:
