@@ -28,6 +28,7 @@ from terrawatch.tasks.core.catalog import SearchResult, search_items, search_ite
 from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.writer_lease import held_lease, holds_writer_lease, writer_token
 
 Period = tuple[str, str]
 
@@ -109,6 +110,7 @@ def change_inputs(
 
 
 @flow(name="change", task_runner=dask_task_runner())
+@holds_writer_lease
 def change(
     aoi: str | list[float] | dict[str, Any] | None = None,
     classes: list[str] | None = None,
@@ -170,13 +172,15 @@ def change(
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         ChangeTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.items_t1,
-                      plan.items_t2, halo=tiling.halo, loader=tiling.loader)
+                      plan.items_t2, halo=tiling.halo, loader=tiling.loader,
+                      lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("change store %s, pair %d: %d tiles to write", store, cube.time_index, len(jobs))
     tiles = run_tile_task(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
+    held_lease(store).check()  # a run whose lease was taken over publishes nothing
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )

@@ -21,6 +21,7 @@ from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
+from terrawatch.tasks.core.writer_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.tasks.flood import DEFAULT_CLASSES
 from terrawatch.tasks.flood.plan import FloodSpec, check_comparable, plan_flood_task
 from terrawatch.tasks.flood.publish import publish_flood_task
@@ -118,6 +119,7 @@ def flood_inputs(
 
 
 @flow(name="flood", task_runner=dask_task_runner())
+@holds_writer_lease
 def flood(
     aoi: str | list[float] | dict[str, Any],
     event_date: str,
@@ -167,13 +169,15 @@ def flood(
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
-                     plan.sar, halo=tiling.halo, loader=tiling.loader)
+                     plan.sar, halo=tiling.halo, loader=tiling.loader,
+                     lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))
     tiles = run_tile_task(
         flood_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model", spec.sar
     )
+    held_lease(store).check()  # a run whose lease was taken over publishes nothing
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader
     )

@@ -86,6 +86,9 @@ class TileJob:
     and speckle filters that cross it)."""
     loader: str = "odc"
     """``odc`` or ``stackstac``."""
+    lease: str | None = None
+    """The flow's writer lease token (:func:`tasks.core.writer_lease.writer_token`): every write
+    of the tile checks it, so the tiles of a run whose lease was taken over write nothing."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +160,16 @@ def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> 
     kind = product.kind
     if not valid[window.inner].any():
         empty = kind.nodata_tile(window.shape)
-        write_cube_tile(job.store, kind, job.time_index, job.tile, empty, job.chunk)
+        write_cube_tile(
+            job.store, kind, job.time_index, job.tile, empty, job.chunk, lease=job.lease
+        )
         return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
     with MODEL_TURN:
         turn = time.perf_counter()
         arrays = product.compute(spec, inputs)
     model_done = time.perf_counter()
     core = {name: array[window.inner] for name, array in arrays.items()}
-    write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk)
+    write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk, lease=job.lease)
     finished = time.perf_counter()
     stages = (
         ("read", read_done - started),
