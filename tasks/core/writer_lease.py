@@ -158,7 +158,10 @@ class _LeaseFiles:
         """Create the generation's file with ``data``; FileExistsError if it exists."""
         path = self.path(generation)
         if self.local:
-            os.makedirs(self.root, exist_ok=True)
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except FileExistsError as error:  # a file in the way: not "taken by another run"
+                raise NotADirectoryError(str(error)) from error
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -322,12 +325,18 @@ def acquire_lease(
     deadline = time.monotonic() + wait_s
     waited_for: str | None = None
     while True:
-        gens = files.generations()
+        try:
+            gens = files.generations()
+        except (NotADirectoryError, PermissionError) as error:
+            raise _unwritable(files, error) from error
         current = _decode(files.read(gens[-1])) if gens else None
         last = gens[-1] if gens else 0
         now = time.time()
         if current is None or current.takeable_by(run_id, now):
-            lease = _take(files, last + 1, run_id, ttl_s, now)
+            try:
+                lease = _take(files, last + 1, run_id, ttl_s, now)
+            except (NotADirectoryError, PermissionError) as error:
+                raise _unwritable(files, error) from error
             if lease is not None:
                 if current is not None and not current.released:
                     logger.warning(
@@ -349,6 +358,13 @@ def acquire_lease(
             logger.warning("waiting up to %.0f s for the writer lease of %s, held by %s",
                            remaining, store, current.describe())  # fmt: skip
         time.sleep(min(POLL_SECONDS, remaining))
+
+
+def _unwritable(files: _LeaseFiles, error: OSError) -> InputError:
+    return InputError(
+        f"cannot create the writer lease {files.url!r} beside the store ({error}); "
+        "pass a --store in a writable place"
+    )
 
 
 def _take(

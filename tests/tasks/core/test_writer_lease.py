@@ -194,3 +194,11 @@ def test_bad_lease_settings_name_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("TERRAWATCH_LEASE_WAIT_S", "soon")
     with pytest.raises(InputError, match="TERRAWATCH_LEASE_WAIT_S"):
         acquire_lease(str(tmp_path / "c.zarr"), "r")
+
+
+def test_unwritable_place_is_an_input_error_naming_the_store(tmp_path):
+    from terrawatch.errors import InputError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(InputError, match="--store"):
+        acquire_lease(str(tmp_path / "a-file" / "cube.zarr"), "r", wait_s=0)
