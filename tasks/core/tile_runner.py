@@ -30,6 +30,7 @@ from terrawatch.tasks.core.cube_store import is_tile_done, write_cube_tile
 from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.lost_workers import LostWorkerLog
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
     release_free_heap,
@@ -278,10 +279,11 @@ def run_tiles(
         lambda percent: update_progress_artifact(artifact, percent),
     )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
-    with worker_client() as client:
+    with worker_client() as client, LostWorkerLog(client, run_logger.warning, label) as lost:
         futures = client.map(
             run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
         )
+        lost.track(futures)
         for future in as_completed(futures):
             progress.tile_done(future.result())
         # the heap a run's tiles freed goes back to the OS once, when the workers fall idle
