@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from terrawatch.errors import InputError
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import (
     ChangeOptions,
     ChangeTilingOptions,
@@ -28,7 +29,6 @@ from terrawatch.tasks.core.catalog import SearchResult, search_items, search_ite
 from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
-from terrawatch.tasks.core.writer_lease import held_lease, holds_writer_lease, writer_token
 
 Period = tuple[str, str]
 

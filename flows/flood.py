@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import (
     FloodModelOptions,
     FloodSearchOptions,
@@ -21,7 +22,6 @@ from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
-from terrawatch.tasks.core.writer_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.tasks.flood import DEFAULT_CLASSES
 from terrawatch.tasks.flood.plan import FloodSpec, check_comparable, plan_flood_task
 from terrawatch.tasks.flood.publish import publish_flood_task

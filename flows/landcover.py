@@ -9,13 +9,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.period import resolve_period
 from terrawatch.tasks.core.worker_model import ModelSpec
-from terrawatch.tasks.core.writer_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.tasks.landcover.plan import plan_landcover_task
 from terrawatch.tasks.landcover.publish import publish_landcover_task
 from terrawatch.tasks.landcover.tile import LandcoverTileJob, segment_tiles_task

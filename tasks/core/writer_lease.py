@@ -9,15 +9,13 @@ writing). The lease makes the cube itself refuse a second writer:
   path when the first run creates it (``to_zarr(mode="w-")``), and the lease exists before that.
 - **What**: owner run id, host, pid, acquisition time, last heartbeat, expiry and a random token.
   The token names the generation, so a check reads one small file.
-- **Taking it**: create-if-absent of the next generation's file. Locally that is ``os.link`` of a
-  complete temporary file (atomic on POSIX, NFS included); on object stores it is fsspec's
-  ``pipe_file(mode="create")``: s3fs sends ``If-None-Match: *``, atomic on AWS S3, MinIO and
-  the other S3 APIs with conditional writes (:data:`CONDITIONAL_PROTOCOLS`). Any other
-  filesystem gets fsspec's exists-then-write, which is not atomic: the taker reads the file back
-  after :data:`SETTLE_SECONDS` and gives up unless its own token is there. That narrows the race
-  to two takers within that window; it cannot close it (the deploy guide says so).
-- **Holding it**: a heartbeat thread rewrites the file every ``heartbeat_s`` with a new expiry;
-  a holder that finds a newer generation has lost the lease and stops renewing.
+- **Taking it**: create-if-absent of the next generation's file (:mod:`tasks.core.lease_files`):
+  ``os.link`` of a complete temporary file locally (atomic on POSIX, NFS included), a
+  conditional PUT (``If-None-Match: *``) through s3fs on S3 APIs (AWS S3, MinIO), and elsewhere
+  fsspec's exists-then-write with a read-back, which is not atomic: it narrows the race to two
+  takers within a second; it cannot close it (the runbook says so).
+- **Holding it**: a heartbeat thread rewrites the file every TTL / :data:`HEARTBEAT_FRACTION`
+  with a new expiry; a holder that finds a newer generation has lost the lease and stops.
 - **Waiting or refusing**: a live lease of another run is waited for up to ``wait_s`` (0:
   refuse at once), then refused with a message naming the holder. A lease past its expiry, one
   released, one of the same flow run (a rescheduled crashed run) or one whose holder process is
@@ -26,17 +24,15 @@ writing). The lease makes the cube itself refuse a second writer:
   generation, a released or an expired lease refuses the write, so the tiles of a dead run stop
   writing once another run has taken the cube over (and once their lease has expired, even
   before). A tile that passed the check an instant before a takeover may still write that one
-  chunk; its data is the same deterministic result the new run writes.
+  chunk (the window of one chunk write); from the same scenes its data equals the new run's.
 
-Expiry compares the holder's wall clock (written in the file) with the reader's, as
-Kubernetes Lease objects do: keep the hosts' clocks in sync (NTP); the default TTL leaves
-half a minute of slack.
+Expiry compares the holder's wall clock (written in the file) with the reader's: keep the
+hosts' clocks in sync (NTP); a skew of seconds only shortens or lengthens a 30 s TTL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -44,18 +40,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from terrawatch.errors import InputError, TerrawatchError
+from terrawatch.tasks.core.lease_files import LEASE_SUFFIX, LeaseFiles
 
 logger = logging.getLogger(__name__)
 
-LEASE_SUFFIX = ".terrawatch-lease"
-"""Folder of the lease, beside the store: ``<store>.terrawatch-lease/``."""
 TTL_ENV = "TERRAWATCH_LEASE_TTL_S"
 WAIT_ENV = "TERRAWATCH_LEASE_WAIT_S"
 DEFAULT_TTL_S = 30.0
@@ -65,8 +59,6 @@ DEFAULT_WAIT_S = 90.0
 crash on another host takes the dead run's lease over instead of failing."""
 HEARTBEAT_FRACTION = 6
 """Heartbeats per TTL: a TTL of 30 s renews every 5 s, so five missed writes still hold."""
-SETTLE_SECONDS = 1.0
-"""Read-back delay after a create on a filesystem without conditional writes."""
 POLL_SECONDS = 1.0
 """How often a waiting run looks at the lease again."""
 
@@ -136,91 +128,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-# --- storage -----------------------------------------------------------------------------------
-
-
-class _LeaseFiles:
-    """The lease folder of one store: exclusive create, replace, read, list generations."""
-
-    def __init__(self, store: str) -> None:
-        from fsspec.core import url_to_fs
-        from fsspec.implementations.local import LocalFileSystem
-
-        self.fs, root = url_to_fs(str(store).rstrip("/") + LEASE_SUFFIX)
-        self.local = isinstance(self.fs, LocalFileSystem)
-        self.root = root.rstrip("/")
-        self.url = str(store).rstrip("/") + LEASE_SUFFIX
-
-    def path(self, generation: int) -> str:
-        return f"{self.root}/{generation:012d}.json"
-
-    def create(self, generation: int, data: bytes) -> None:
-        """Create the generation's file with ``data``; FileExistsError if it exists."""
-        path = self.path(generation)
-        if self.local:
-            try:
-                os.makedirs(self.root, exist_ok=True)
-            except FileExistsError as error:  # a file in the way: not "taken by another run"
-                raise NotADirectoryError(str(error)) from error
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            try:
-                os.link(tmp, path)  # fails if the name exists: atomic create of a full file
-            finally:
-                os.unlink(tmp)
-            return
-        self.fs.pipe_file(path, data, mode="create")
-        if not _has_conditional_writes(self.fs):
-            time.sleep(SETTLE_SECONDS)
-            if self.read(generation) != data:
-                raise FileExistsError(path)
-
-    def replace(self, generation: int, data: bytes) -> None:
-        path = self.path(generation)
-        if self.local:
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
-
-    def read(self, generation: int) -> bytes | None:
-        self.fs.invalidate_cache(self.root)
-        try:
-            return self.fs.cat_file(self.path(generation))
-        except FileNotFoundError:
-            return None
-
-    def exists(self, generation: int) -> bool:
-        self.fs.invalidate_cache(self.root)
-        return self.fs.exists(self.path(generation))
-
-    def generations(self) -> list[int]:
-        self.fs.invalidate_cache(self.root)
-        try:
-            names = self.fs.ls(self.root, detail=False)
-        except FileNotFoundError:
-            return []
-        stems = (str(n).rstrip("/").rsplit("/", 1)[-1] for n in names)
-        return sorted(int(s[:-5]) for s in stems if s.endswith(".json") and s[:-5].isdigit())
-
-    def remove(self, generation: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.path(generation))
-
-
-CONDITIONAL_PROTOCOLS = frozenset({"s3", "s3a", "memory"})
-"""fsspec protocols whose ``pipe_file(mode="create")`` is an atomic create-if-absent: s3fs's
-conditional ``PutObject``, and the in-process memory filesystem (one dict, one interpreter)."""
-
-
-def _has_conditional_writes(fs: Any) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
-    return bool(CONDITIONAL_PROTOCOLS.intersection(protocols))
-
-
 def _decode(raw: bytes | None) -> LeaseRecord | None:
     if raw is None:
         return None
@@ -240,9 +147,10 @@ def _encode(record: LeaseRecord) -> bytes:
 class WriterLease:
     """A held lease: renew it (:meth:`renew`), check it (:meth:`check`), give it back."""
 
-    def __init__(self, files: _LeaseFiles, record: LeaseRecord, ttl_s: float) -> None:
+    def __init__(self, files: LeaseFiles, record: LeaseRecord, ttl_s: float) -> None:
         self.files, self.record, self.ttl_s = files, record, ttl_s
         self.lost: str | None = None
+        self.log: logging.Logger | logging.LoggerAdapter = logger
         self._lock = threading.Lock()
 
     @property
@@ -306,6 +214,7 @@ def acquire_lease(
     *,
     ttl_s: float | None = None,
     wait_s: float | None = None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> WriterLease:
     """Take the writer lease of ``store``, waiting up to ``wait_s`` for another run's to end.
 
@@ -314,14 +223,17 @@ def acquire_lease(
         run_id: The flow run taking it (a lease of the same run is taken over at once).
         ttl_s: Validity without a heartbeat (default :func:`lease_settings`).
         wait_s: Longest wait for a live lease of another run; 0 refuses at once.
+        log: Where the waiting and takeover lines go (the flow run's logger; default this
+            module's).
 
     Raises:
         WriterLeaseError: Another run holds a live lease after ``wait_s``; names the holder.
     """
+    log = log or logger
     env_ttl, env_wait = lease_settings()
     ttl_s = env_ttl if ttl_s is None else ttl_s
     wait_s = env_wait if wait_s is None else wait_s
-    files = _LeaseFiles(store)
+    files = LeaseFiles(store)
     deadline = time.monotonic() + wait_s
     waited_for: str | None = None
     while True:
@@ -339,7 +251,7 @@ def acquire_lease(
                 raise _unwritable(files, error) from error
             if lease is not None:
                 if current is not None and not current.released:
-                    logger.warning(
+                    log.warning(
                         "took over the writer lease of %s from %s", store, current.describe()
                     )
                 for old in gens[:-1]:
@@ -355,12 +267,12 @@ def acquire_lease(
             )
         if waited_for != current.token:
             waited_for = current.token
-            logger.warning("waiting up to %.0f s for the writer lease of %s, held by %s",
+            log.warning("waiting up to %.0f s for the writer lease of %s, held by %s",
                            remaining, store, current.describe())  # fmt: skip
         time.sleep(min(POLL_SECONDS, remaining))
 
 
-def _unwritable(files: _LeaseFiles, error: OSError) -> InputError:
+def _unwritable(files: LeaseFiles, error: OSError) -> InputError:
     return InputError(
         f"cannot create the writer lease {files.url!r} beside the store ({error}); "
         "pass a --store in a writable place"
@@ -368,7 +280,7 @@ def _unwritable(files: _LeaseFiles, error: OSError) -> InputError:
 
 
 def _take(
-    files: _LeaseFiles, generation: int, run_id: str, ttl_s: float, now: float
+    files: LeaseFiles, generation: int, run_id: str, ttl_s: float, now: float
 ) -> WriterLease | None:
     record = LeaseRecord(
         token=f"{generation:012d}-{uuid.uuid4().hex}",
@@ -398,7 +310,7 @@ def check_writer_token(store: str, token: str) -> None:
         generation = int(token.split("-", 1)[0])
     except ValueError:
         raise WriterLeaseError(f"{token!r} is not a writer lease token of {store!r}") from None
-    files = _LeaseFiles(store)
+    files = LeaseFiles(store)
     record = _decode(files.read(generation))
     if record is None or record.token != token:
         reason = "its lease is gone"
@@ -419,6 +331,7 @@ def check_writer_token(store: str, token: str) -> None:
 def writer_lease(store: str, run_id: str = "", **kwargs: Any) -> Iterator[WriterLease]:
     """Hold the lease of ``store`` for the block: acquired, renewed by a thread, released."""
     lease = acquire_lease(store, run_id, **kwargs)
+    lease.log = kwargs.get("log") or logger
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat, args=(lease, stop), name=f"lease {store}", daemon=True
@@ -437,72 +350,7 @@ def _heartbeat(lease: WriterLease, stop: threading.Event) -> None:
     while not stop.wait(every):
         try:
             if not lease.renew():
-                logger.error("lost the writer lease of %s: %s", lease.files.url, lease.lost)
+                lease.log.error("lost the writer lease of %s: %s", lease.files.url, lease.lost)
                 return
         except Exception as error:  # storage hiccup: the next beat tries again
-            logger.warning("writer lease heartbeat of %s failed: %s", lease.files.url, error)
-
-
-# --- flows -------------------------------------------------------------------------------------
-
-_HELD: ContextVar[dict[str, WriterLease] | None] = ContextVar(
-    "terrawatch_writer_leases", default=None
-)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def holds_writer_lease(fn: F) -> F:
-    """Run a flow function holding the writer lease of its ``store`` parameter.
-
-    The lease is taken before the flow's first step, so a busy cube is refused (or waited for)
-    before any search or model load, renewed while the tiles are written and given back when the
-    function returns or raises. The flow reads the token with :func:`writer_token`.
-    """
-    import inspect
-
-    # annotations resolved in the flow's module: Prefect builds the parameter model from the
-    # wrapper's signature and would resolve string annotations in this module's globals
-    signature = inspect.signature(fn, eval_str=True)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return _call_holding_lease(fn, signature, args, kwargs)
-
-    wrapper.__signature__ = signature  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
-
-
-def _call_holding_lease(
-    fn: Callable[..., Any], signature: Any, args: tuple, kwargs: dict[str, Any]
-) -> Any:
-    """``fn(*args, **kwargs)`` holding the lease of its ``store`` argument.
-
-    A module-level function, not the wrapper's body: Prefect pickles the flow function into
-    its task runs' context, and a wrapper that named this module's ContextVar could not be.
-    """
-    from prefect.runtime import flow_run
-
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    store = str(bound.arguments["store"])
-    with writer_lease(store, str(flow_run.get_id() or "")) as lease:
-        reset = _HELD.set({**(_HELD.get() or {}), store: lease})
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _HELD.reset(reset)
-
-
-def held_lease(store: str) -> WriterLease:
-    """The lease this flow holds on ``store`` (inside a :func:`holds_writer_lease` function)."""
-    lease = (_HELD.get() or {}).get(str(store))
-    if lease is None:
-        raise RuntimeError(
-            f"no writer lease held on {store!r}: decorate the flow with holds_writer_lease"
-        )
-    return lease
-
-
-def writer_token(store: str) -> str:
-    """The token the tiles of this flow carry for ``store``."""
-    return held_lease(store).token
+            lease.log.warning("writer lease heartbeat of %s failed: %s", lease.files.url, error)

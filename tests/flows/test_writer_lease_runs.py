@@ -15,8 +15,9 @@ import pytest
 import zarr
 
 from terrawatch.flows.landcover import ModelOptions, landcover
+from terrawatch.tasks.core.lease_files import LEASE_SUFFIX
 from terrawatch.tasks.core.local_item import add_local_item
-from terrawatch.tasks.core.writer_lease import LEASE_SUFFIX, WriterLeaseError
+from terrawatch.tasks.core.writer_lease import WriterLeaseError
 from tests.conftest import REPO, shared_data
 from tests.flows.test_resume import PARAMS, RUNNER, _tiles_done
 
