@@ -342,7 +342,10 @@ def writer_lease(store: str, run_id: str = "", **kwargs: Any) -> Iterator[Writer
     finally:
         stop.set()
         beat.join()
-        lease.release()
+        try:
+            lease.release()
+        except Exception as error:  # never hide the run's own outcome; the lease expires anyway
+            lease.log.warning("could not release the writer lease of %s: %s", store, error)
 
 
 def _heartbeat(lease: WriterLease, stop: threading.Event) -> None:
