@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from terrawatch.errors import InputError
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import (
     ChangeOptions,
     ChangeTilingOptions,
@@ -123,6 +124,7 @@ def _log_step_choice(steps: StepChoice, in_flow: bool) -> None:
 
 
 @flow(name="change", task_runner=dask_task_runner())
+@holds_writer_lease
 def change(
     aoi: str | list[float] | dict[str, Any] | None = None,
     classes: list[str] | None = None,
@@ -184,13 +186,15 @@ def change(
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         ChangeTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.items_t1,
-                      plan.items_t2, halo=tiling.halo, loader=tiling.loader)
+                      plan.items_t2, halo=tiling.halo, loader=tiling.loader,
+                      lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("change store %s, pair %d: %d tiles to write", store, cube.time_index, len(jobs))
     tiles = run_tile_task(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
+    held_lease(store).check()  # a run whose lease was taken over publishes nothing
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )

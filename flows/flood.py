@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.flood_members import flood_members
 from terrawatch.flows.options import (
     FloodModelOptions,
@@ -140,6 +141,7 @@ def flood_inputs(
 
 
 @flow(name="flood", task_runner=dask_task_runner())
+@holds_writer_lease
 def flood(
     aoi: str | list[float] | dict[str, Any],
     event_date: str,
@@ -194,7 +196,7 @@ def flood(
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
                      plan.sar, plan.threshold, search.landcover_cube, halo=tiling.halo,
-                     loader=tiling.loader)
+                     loader=tiling.loader, lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))
@@ -205,6 +207,7 @@ def flood(
         )  # fmt: skip
     else:  # no model to warm on the workers
         tiles = flood_tiles_task.submit(jobs, spec).result()
+    held_lease(store).check()  # a run whose lease was taken over publishes nothing
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
         outputs.min_area, plan.threshold.reference if plan.threshold else (),

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
@@ -81,6 +82,7 @@ def landcover_inputs(
 
 
 @flow(name="landcover", task_runner=dask_task_runner())
+@holds_writer_lease
 def landcover(
     aoi: str | list[float] | dict[str, Any],
     classes: list[str],
@@ -132,7 +134,8 @@ def landcover(
     )
     jobs = [
         LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
-                halo=tiling.halo, loader=tiling.loader)
+                halo=tiling.halo, loader=tiling.loader,
+                lease=writer_token(store))
         for tile in plan.cube.todo
     ]  # fmt: skip
     logger.info(
@@ -141,6 +144,7 @@ def landcover(
     tiles = run_tile_task(
         segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
     )
+    held_lease(store).check()  # a run whose lease was taken over publishes nothing
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     return {
         "store": store,

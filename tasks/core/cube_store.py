@@ -57,6 +57,7 @@ from terrawatch.tasks.core.cube_types import (
 )
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.writer_lease import check_writer_token
 
 logger = logging.getLogger(__name__)
 
@@ -480,6 +481,8 @@ def write_cube_tile(
     tile: tuple[int, int],
     arrays: dict[str, np.ndarray],
     chunk: int,
+    *,
+    lease: str | None = None,
 ) -> None:
     """Write one tile (exactly one Zarr chunk per variable), then set its ``tile_done``.
 
@@ -498,10 +501,14 @@ def write_cube_tile(
         arrays: ``[h, w]`` array per input variable of the kind (:attr:`CubeKind.inputs`);
             ``(h, w)`` is the tile's shape in the grid (smaller than ``chunk`` at the edges).
         chunk: Tile size in pixels; must equal the store's chunking.
+        lease: The writing run's writer lease token (:mod:`tasks.core.writer_lease`), checked
+            before the data and again before ``tile_done``: a run whose lease was taken over,
+            released or expired writes nothing more. None (direct API use) checks nothing.
 
     Raises:
         InputError: Tile or time index out of range, wrong chunk, variables, shape, dtype or
             values. Checked before anything is written.
+        WriterLeaseError: ``lease`` is no longer the store's live lease.
     """
     wanted = [v.name for v in kind.inputs]
     if sorted(arrays) != sorted(wanted):
@@ -514,8 +521,12 @@ def write_cube_tile(
     checked = {v.name: v.check(arrays[v.name], shape, n_classes) for v in kind.inputs}
     final = kind.finish(checked)
     index = (region["time"], region["y"], region["x"])
+    if lease is not None:
+        check_writer_token(store, lease)
     for name, array in data.items():
         array[index] = final[name][None]
+    if lease is not None:
+        check_writer_token(store, lease)
     zarr.open_array(store, path="tile_done", mode="r+")[(time_index, *tile)] = 1
 
 

@@ -30,6 +30,7 @@ from terrawatch.tasks.core.cube_store import is_tile_done, write_cube_tile
 from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.lost_workers import LostWorkerLog
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
     release_free_heap,
@@ -86,6 +87,9 @@ class TileJob:
     and speckle filters that cross it)."""
     loader: str = "odc"
     """``odc`` or ``stackstac``."""
+    lease: str | None = None
+    """The flow's writer lease token (:func:`tasks.core.writer_lease.writer_token`): every write
+    of the tile checks it, so the tiles of a run whose lease was taken over write nothing."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +161,16 @@ def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> 
     kind = product.kind
     if not valid[window.inner].any():
         empty = kind.nodata_tile(window.shape)
-        write_cube_tile(job.store, kind, job.time_index, job.tile, empty, job.chunk)
+        write_cube_tile(
+            job.store, kind, job.time_index, job.tile, empty, job.chunk, lease=job.lease
+        )
         return TileResult(job.tile, "nodata", pixels, time.perf_counter() - started)
     with MODEL_TURN:
         turn = time.perf_counter()
         arrays = product.compute(spec, inputs)
     model_done = time.perf_counter()
     core = {name: array[window.inner] for name, array in arrays.items()}
-    write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk)
+    write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk, lease=job.lease)
     finished = time.perf_counter()
     stages = (
         ("read", read_done - started),
@@ -273,10 +279,11 @@ def run_tiles(
         lambda percent: update_progress_artifact(artifact, percent),
     )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
-    with worker_client() as client:
+    with worker_client() as client, LostWorkerLog(client, run_logger.warning, label) as lost:
         futures = client.map(
             run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
         )
+        lost.track(futures)
         for future in as_completed(futures):
             progress.tile_done(future.result())
         # the heap a run's tiles freed goes back to the OS once, when the workers fall idle
