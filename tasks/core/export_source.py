@@ -1,0 +1,235 @@
+"""The one 2-D categorical layer an export reads: a cube variable at one time step, lazily.
+
+Every export (COG, polygons, building outlines, road centerlines) starts from an
+:class:`ExportLayer`: the variable's class table (values, names and colours, from its CF flag
+attributes and ``flag_colors``, the same table as the cube's quicklooks), its grid (CRS and
+affine transform of the cube's ``spatial_ref``) and a dask array chunked as the store, so
+exports read a chunk at a time and never the whole step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+from terrawatch.errors import InputError, InputNotFoundError
+from terrawatch.models.classes import parse_class_names
+from terrawatch.tasks.core.cube_store import open_cube
+from terrawatch.tasks.core.cube_types import NODATA, class_colors
+
+LATEST = "latest"
+"""The ``--time`` word for the cube's last time step."""
+
+
+@dataclass(frozen=True, eq=False)
+class ExportLayer:
+    """One categorical variable of a cube at one time step, with its class table and grid."""
+
+    store: str
+    """The cube's store path or URL."""
+    var: str
+    """Variable name in the store."""
+    time: str
+    """The step's ``time`` coordinate as an ISO date."""
+    data: xr.DataArray
+    """``(y, x)`` uint8 values, lazy, chunked as the store."""
+    values: tuple[int, ...]
+    """Class values (CF ``flag_values``)."""
+    names: tuple[str, ...]
+    """Class names in the order of ``values``."""
+    colors: tuple[str, ...]
+    """Hex colour per class (the cube's ``flag_colors`` or the shared palette)."""
+    crs: CRS
+    """The cube's CRS."""
+    transform: Affine
+    """Pixel (col, row) to CRS (x, y) of the full grid."""
+    confidence: xr.DataArray | None = None
+    """``(y, x)`` uint8 percent 0..100 (255 = none) when the cube has ``confidence``."""
+    nodata: int = NODATA
+    """The no-data value of ``data``."""
+    synonyms: tuple[frozenset[str], ...] = ()
+    """Lower-case words naming each class (name, CF flag word, the class table's synonyms)."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def chunk_shape(self) -> tuple[int, int]:
+        """(rows, cols) of one store chunk (the unit exports read)."""
+        chunks = self.data.chunks
+        return (chunks[0][0], chunks[1][0]) if chunks else self.shape
+
+    @property
+    def pixel_size_m(self) -> float:
+        """Side of one pixel in metres (cube grids are square-pixel and projected)."""
+        return abs(self.transform.a) * metres_per_unit(self.crs)
+
+    def name_of(self, value: int) -> str:
+        """The class name of a value."""
+        return self.names[self.values.index(value)]
+
+    def value_of(self, name: str, option: str) -> int:
+        """The value of a class name or synonym (as the cube's class table lists them)."""
+        wanted = name.strip().lower()
+        for value, words in zip(self.values, self.synonyms, strict=True):
+            if wanted in words:
+                return value
+        raise InputError(
+            f"{option}: {self.var!r} of {self.store!r} has no class {name!r}; its classes are "
+            f"{list(self.names)!r}"
+        )
+
+    def windows(self) -> Iterator[tuple[int, int, int, int]]:
+        """``(row0, row1, col0, col1)`` of every store chunk, row-major."""
+        (height, width), (ch, cw) = self.shape, self.chunk_shape
+        for row0 in range(0, height, ch):
+            for col0 in range(0, width, cw):
+                yield row0, min(row0 + ch, height), col0, min(col0 + cw, width)
+
+    def read(self, window: tuple[int, int, int, int]) -> np.ndarray:
+        """The uint8 values of one window."""
+        row0, row1, col0, col1 = window
+        return np.asarray(self.data[row0:row1, col0:col1].values, dtype=np.uint8)
+
+    def read_confidence(self, window: tuple[int, int, int, int]) -> np.ndarray | None:
+        """The confidence of one window, or None when the cube has none."""
+        if self.confidence is None:
+            return None
+        row0, row1, col0, col1 = window
+        return np.asarray(self.confidence[row0:row1, col0:col1].values, dtype=np.uint8)
+
+
+def metres_per_unit(crs: CRS) -> float:
+    """Metres per CRS unit of a projected CRS (1 for metres, 0.3048 for feet)."""
+    if crs.is_geographic:
+        raise InputError(f"exports need a projected cube CRS, got geographic {crs.to_string()}")
+    return float(crs.linear_units_factor[1])
+
+
+def categorical_vars(ds: xr.Dataset) -> list[str]:
+    """Data variables on ``(time, y, x)`` with CF flags: the ones an export can write."""
+    return [
+        name
+        for name, var in ds.data_vars.items()
+        if var.dims == ("time", "y", "x") and "flag_values" in var.attrs and name != "tile_done"
+    ]
+
+
+def open_layer(store: str, var: str | None = None, time: str = LATEST) -> ExportLayer:
+    """The export layer of ``store`` (``--var``, default the first class variable; ``--time``).
+
+    Raises:
+        InputNotFoundError: No store at ``store``.
+        InputError: ``var`` is not a categorical variable of the cube, or ``time`` is not one
+            of its steps; the message names the flag and lists the choices.
+    """
+    return layer_of(_open(store), store, var, time)
+
+
+def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LATEST) -> ExportLayer:
+    """The export layer of an opened cube (``ds`` from ``open_cube(..., mask_and_scale=False)``)."""
+    choices = categorical_vars(ds)
+    if not choices:
+        raise InputError(f"{store!r} has no categorical (time, y, x) variable to export")
+    var = var or _default_var(ds, choices)
+    if var not in choices:
+        raise InputError(
+            f"--var {var!r} is not a categorical variable of {store!r}; use one of {choices!r}"
+        )
+    index = time_index(ds, time, store)
+    data = ds[var].isel(time=index)
+    confidence = None
+    if "confidence" in ds.data_vars and ds["confidence"].dims == ("time", "y", "x"):
+        confidence = ds["confidence"].isel(time=index)
+    values = tuple(int(v) for v in np.atleast_1d(data.attrs["flag_values"]))
+    names = _flag_names(data.attrs, len(values))
+    colors = _colors(data.attrs, names)
+    return ExportLayer(
+        store=store,
+        var=var,
+        time=str(np.datetime_as_string(ds["time"].values[index], unit="D")),
+        data=data,
+        values=values,
+        names=names,
+        colors=colors,
+        crs=CRS.from_wkt(ds.rio.crs.to_wkt()),
+        transform=ds.rio.transform(),
+        confidence=confidence,
+        nodata=int(data.encoding.get("_FillValue", NODATA)),
+        synonyms=_synonyms(data.attrs, names, ds.attrs.get("classes")),
+    )
+
+
+def time_index(ds: xr.Dataset, time: str, store: str) -> int:
+    """Index of ``--time DATE`` (a step's ISO date) or ``latest`` on the cube's ``time`` axis."""
+    times = ds["time"].values
+    if not times.size:
+        raise InputError(f"{store!r} has no time step yet; run a flow into it first")
+    if time == LATEST:
+        return int(times.size - 1)
+    dates = [str(d) for d in np.datetime_as_string(times, unit="D")]
+    try:
+        wanted = str(np.datetime64(time, "D"))
+    except ValueError:
+        wanted = None
+    if wanted not in dates:
+        raise InputError(
+            f"--time {time!r} is not a time step of {store!r}; use 'latest' or one of {dates!r}"
+        )
+    return dates.index(wanted)
+
+
+def _open(store: str) -> xr.Dataset:
+    if "://" not in store and not Path(store).expanduser().exists():
+        raise InputNotFoundError(f"cube store {store!r} does not exist; give a cube's Zarr path")
+    try:
+        return open_cube(store, mask_and_scale=False)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        raise InputError(f"{store!r} is not a terrawatch cube ({err})") from err
+
+
+def _default_var(ds: xr.Dataset, choices: list[str]) -> str:
+    """The first variable that holds the cube's classes, else the first categorical one."""
+    for name in choices:
+        if "classification:classes" in ds[name].attrs:
+            return name
+    return choices[0]
+
+
+def _flag_names(attrs: dict[str, Any], count: int) -> tuple[str, ...]:
+    stac = attrs.get("classification:classes")
+    if stac:
+        return tuple(str(c.get("description") or c["name"]) for c in stac)
+    words = str(attrs.get("flag_meanings", "")).split()
+    if len(words) != count:
+        words = [f"class_{i}" for i in range(count)]
+    return tuple(words)
+
+
+def _colors(attrs: dict[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
+    stored = str(attrs.get("flag_colors", "")).split()
+    if len(stored) == len(names):
+        return tuple(stored)
+    return class_colors(parse_class_names(list(names)))
+
+
+def _synonyms(
+    attrs: dict[str, Any], names: tuple[str, ...], table: list[dict] | None
+) -> tuple[frozenset[str], ...]:
+    """Lower-case words that name each class: its name, its flag word and its synonyms."""
+    words = [{n.lower(), n.lower().replace(" ", "_")} for n in names]
+    for i, word in enumerate(str(attrs.get("flag_meanings", "")).split()[: len(names)]):
+        words[i].add(word.lower())
+    if "classification:classes" in attrs and table and len(table) == len(names):
+        for i, entry in enumerate(table):
+            words[i].update(str(s).strip().lower() for s in entry.get("synonyms", ()))
+    return tuple(frozenset(w) for w in words)
