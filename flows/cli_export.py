@@ -27,7 +27,9 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("store", help="cube: Zarr store path or fsspec URL")
     p.add_argument(
-        "--var", help="variable to export (default: the cube's class variable, e.g. landcover)"
+        "--var",
+        help="variable to export (default: the cube's class variable, e.g. landcover; for "
+        "vectors of a change cube 'transitions': changed regions with from/to classes)",
     )
     p.add_argument(
         "--time", default="latest", help="time step: its ISO date, or 'latest' (default)"
@@ -88,7 +90,7 @@ def run_export_command(args: argparse.Namespace) -> int:
             f"--objects {args.objects} writes vectors; give --to a .parquet, .gpkg or .geojson"
         )
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # its "Created N records" line
-    layer = open_layer(args.store, args.var, args.time)
+    layer = open_layer(args.store, args.var, args.time, vectors=kind == "vector")
     options = VectorOptions(simplify=args.simplify, min_area=args.min_area, min_spur=args.min_spur)
     path, count = export_layer(
         layer, args.to, objects=args.objects, options=options, overwrite=args.overwrite

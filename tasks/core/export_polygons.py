@@ -82,7 +82,7 @@ def polygonize(
             f"--simplify ({simplify!r}) and --min-area ({min_area!r}) must be >= 0 "
             "(metres and square metres)"
         )
-    wanted = np.asarray(sorted(values if values is not None else layer.values), dtype=np.int16)
+    wanted = np.asarray(sorted(values if values is not None else layer.values), dtype=np.int32)
     final, pending, seams = _trace_chunks(layer, wanted)
     _merge_pending(final, pending, seams)
     geoms = np.asarray(final.geoms, dtype=object)
@@ -97,18 +97,23 @@ def polygonize(
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.asarray(final.conf_sum, dtype=np.float64) / conf_n
     values_arr = np.asarray(final.values, dtype=np.int64)
-    frame = gpd.GeoDataFrame(
-        {
-            "value": values_arr,
-            "class": [layer.name_of(int(v)) for v in values_arr],
-            "area_m2": area,
-            "confidence": np.where(conf_n > 0, confidence, np.nan),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=layer.crs),
-    )
+    columns = {
+        "value": values_arr,
+        "class": [layer.name_of(int(v)) for v in values_arr],
+        **_value_columns(layer, values_arr),
+        "area_m2": area,
+        "confidence": np.where(conf_n > 0, confidence, np.nan),
+    }
+    frame = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=layer.crs))
     if min_area > 0:
         frame = frame[frame["area_m2"] >= min_area]
     return frame.sort_values(["value", "area_m2"], ascending=[True, False], ignore_index=True)
+
+
+def _value_columns(layer: ExportLayer, values: np.ndarray) -> dict[str, list[str]]:
+    """The layer's extra attributes per value as columns (e.g. ``from_class``, ``to_class``)."""
+    keys = dict.fromkeys(k for attrs in layer.value_attrs.values() for k in attrs)
+    return {k: [layer.value_attrs[int(v)].get(k, "") for v in values] for k in keys}
 
 
 def _trace_chunks(layer: ExportLayer, wanted: np.ndarray) -> tuple[_Pieces, _Pieces, list]:
@@ -123,7 +128,7 @@ def _trace_chunks(layer: ExportLayer, wanted: np.ndarray) -> tuple[_Pieces, _Pie
     for window in layer.windows():
         row0, row1, col0, col1 = window
         vals = layer.read(window)
-        image = np.where(np.isin(vals, wanted), vals.astype(np.int16), _OUTSIDE)
+        image = np.where(np.isin(vals, wanted), vals.astype(np.int32), _OUTSIDE)
         local = label(image, background=_OUTSIDE, connectivity=1).astype(np.int64)
         count = int(local.max())
         ids = np.where(local > 0, local + next_id, 0)

@@ -9,8 +9,8 @@ exports read a chunk at a time and never the whole step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ from terrawatch.tasks.core.cube_types import NODATA, class_colors
 
 LATEST = "latest"
 """The ``--time`` word for the cube's last time step."""
+TRANSITIONS = "transitions"
+"""The ``--var`` of a change cube's changed regions by (from, to) class pair (vectors only)."""
+_CHANGE_VARS = ("changed", "class_from", "class_to")
+_TRANSITION_NODATA = 65535
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +60,8 @@ class ExportLayer:
     """The no-data value of ``data``."""
     synonyms: tuple[frozenset[str], ...] = ()
     """Lower-case words naming each class (name, CF flag word, the class table's synonyms)."""
+    value_attrs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    """Extra attributes of each value's polygons (``from_class``/``to_class`` of transitions)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -96,9 +102,9 @@ class ExportLayer:
                 yield row0, min(row0 + ch, height), col0, min(col0 + cw, width)
 
     def read(self, window: tuple[int, int, int, int]) -> np.ndarray:
-        """The uint8 values of one window."""
+        """The values of one window (uint8; uint16 for transitions)."""
         row0, row1, col0, col1 = window
-        return np.asarray(self.data[row0:row1, col0:col1].values, dtype=np.uint8)
+        return np.asarray(self.data[row0:row1, col0:col1].values)
 
     def read_confidence(self, window: tuple[int, int, int, int]) -> np.ndarray | None:
         """The confidence of one window, or None when the cube has none."""
@@ -124,15 +130,28 @@ def categorical_vars(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def open_layer(store: str, var: str | None = None, time: str = LATEST) -> ExportLayer:
+def open_layer(
+    store: str, var: str | None = None, time: str = LATEST, *, vectors: bool = False
+) -> ExportLayer:
     """The export layer of ``store`` (``--var``, default the first class variable; ``--time``).
+
+    For vectors (``vectors=True``) a change cube's default is :data:`TRANSITIONS`: its changed
+    regions, one polygon per region of one (from, to) class pair.
 
     Raises:
         InputNotFoundError: No store at ``store``.
         InputError: ``var`` is not a categorical variable of the cube, or ``time`` is not one
             of its steps; the message names the flag and lists the choices.
     """
-    return layer_of(_open(store), store, var, time)
+    ds = _open(store)
+    is_change = all(v in ds.data_vars for v in _CHANGE_VARS)
+    if is_change and (var == TRANSITIONS or (var is None and vectors)):
+        if not vectors:
+            raise InputError(
+                f"--var {TRANSITIONS} is a vector layer; give --to a .parquet, .gpkg or .geojson"
+            )
+        return transitions_layer(ds, store, time)
+    return layer_of(ds, store, var, time)
 
 
 def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LATEST) -> ExportLayer:
@@ -166,6 +185,36 @@ def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LAT
         confidence=confidence,
         nodata=int(data.encoding.get("_FillValue", NODATA)),
         synonyms=_synonyms(data.attrs, names, ds.attrs.get("classes")),
+    )
+
+
+def transitions_layer(ds: xr.Dataset, store: str, time: str = LATEST) -> ExportLayer:
+    """A change cube's changed pixels coded ``from * n + to`` (uint16), named ``from → to``."""
+    source = layer_of(ds, store, "class_from", time)
+    index = time_index(ds, time, store)
+    step = ds[list(_CHANGE_VARS)].isel(time=index)
+    n = len(source.values)
+    changed = (step["changed"] == 1) & (step["class_from"] < n) & (step["class_to"] < n)
+    code = step["class_from"].astype(np.uint16) * n + step["class_to"].astype(np.uint16)
+    data = code.where(changed, _TRANSITION_NODATA).astype(np.uint16)
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    names = tuple(f"{source.names[a]} → {source.names[b]}" for a, b in pairs)
+    return ExportLayer(
+        store=store,
+        var=TRANSITIONS,
+        time=source.time,
+        data=data,
+        values=tuple(a * n + b for a, b in pairs),
+        names=names,
+        colors=tuple(source.colors[b] for _, b in pairs),
+        crs=source.crs,
+        transform=source.transform,
+        nodata=_TRANSITION_NODATA,
+        synonyms=tuple(frozenset({name.lower()}) for name in names),
+        value_attrs={
+            a * n + b: {"from_class": source.names[a], "to_class": source.names[b]}
+            for a, b in pairs
+        },
     )
 
 

@@ -256,6 +256,7 @@ def _change_arrays() -> dict[str, np.ndarray]:
     changed[50:100, 50:150] = 1
     class_from = np.where(changed == 1, 0, NODATA).astype(np.uint8)
     class_to = np.where(changed == 1, 1, NODATA).astype(np.uint8)
+    class_to[50:100, 120:150] = 3
     return {"changed": changed, "class_from": class_from, "class_to": class_to}
 
 
@@ -277,3 +278,13 @@ def test_change_and_flood_cubes_export_a_variable(tmp_path: Path, kind: str) -> 
         np.testing.assert_array_equal(src.read(1), arrays[var])
     frame = polygonize(layer, [value])
     assert frame.geometry.area.sum() == pytest.approx((arrays[var] == value).sum() * RES**2)
+    if kind == "change":  # vectors of a change cube: changed regions with from/to classes
+        with pytest.raises(InputError, match="--var transitions is a vector layer"):
+            open_layer(store, "transitions")
+        out, count = export_layer(open_layer(store, vectors=True), tmp_path / "changes.gpkg")
+        changes = gpd.read_file(out)
+        assert count == len(changes) == 2  # the block is cut in two by a class change
+        assert sorted(changes["to_class"]) == ["building", "water"]
+        assert set(changes["from_class"]) == {"background"}
+        assert changes["class"].tolist()[0] == "background → building"
+        assert changes["area_m2"].sum() == pytest.approx(50 * 100 * RES**2)
