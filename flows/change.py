@@ -25,6 +25,7 @@ from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
 from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
+from terrawatch.tasks.core.cube_stac_task import describe_cube_task
 from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
@@ -180,6 +181,7 @@ def change(
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )
+    stac = describe_cube_task(store, tiling.stac)
     return {
         "store": store,
         "time": published.time,
@@ -192,6 +194,7 @@ def change(
         "valid_km2": published.valid_km2,
         "transitions": list(published.transitions),
         "quicklook": published.quicklook,
+        "stac": stac,
     }
 
 

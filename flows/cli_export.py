@@ -60,6 +60,11 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         help="roads: prune dead-end spurs shorter than this many metres (default 10 pixels)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --to file")
+    p.add_argument(
+        "--stac",
+        help="the cube's STAC folder, whose item for the step gets the file as an asset "
+        "(default: STORE.stac beside the store, when it exists)",
+    )
     p.set_defaults(handler=run_export_command)
 
 
@@ -80,6 +85,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     """Check the target, open the layer, write it, and say what was written."""
     import logging
 
+    from terrawatch.tasks.core.cube_stac import add_export_asset
     from terrawatch.tasks.core.export import VectorOptions, export_layer
     from terrawatch.tasks.core.export_files import output_format
     from terrawatch.tasks.core.export_source import open_layer
@@ -97,4 +103,6 @@ def run_export_command(args: argparse.Namespace) -> int:
     )
     what = "COG" if kind == "cog" else f"{count} {args.objects or 'polygons'}"
     print(f"wrote {path} ({what} of {layer.var} at {layer.time})")
+    if add_export_asset(args.store, layer.time, str(path), args.stac):
+        print(f"added it to the STAC item of {layer.time}")
     return 0

@@ -19,6 +19,7 @@ from terrawatch.flows.options import (
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
+from terrawatch.tasks.core.cube_stac_task import describe_cube_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
@@ -177,6 +178,7 @@ def flood(
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader
     )
+    stac = describe_cube_task(store, tiling.stac)
     return {
         "store": store,
         "event_date": published.event,
@@ -189,6 +191,7 @@ def flood(
         "flooded_km2": published.flooded_km2,
         "areas": list(published.areas),
         "picture": published.picture,
+        "stac": stac,
     }
 
 
