@@ -155,7 +155,9 @@ def open_layer(
 
 
 def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LATEST) -> ExportLayer:
-    """The export layer of an opened cube (``ds`` from ``open_cube(..., mask_and_scale=False)``)."""
+    """The export layer of an opened cube (``ds`` from :func:`open_cube`, CF-decoded or not)."""
+    import rioxarray  # noqa: F401  (the .rio accessor: the cube's CRS and transform)
+
     choices = categorical_vars(ds)
     if not choices:
         raise InputError(f"{store!r} has no categorical (time, y, x) variable to export")
@@ -165,10 +167,10 @@ def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LAT
             f"--var {var!r} is not a categorical variable of {store!r}; use one of {choices!r}"
         )
     index = time_index(ds, time, store)
-    data = ds[var].isel(time=index)
+    data = _stored(ds[var].isel(time=index))
     confidence = None
     if "confidence" in ds.data_vars and ds["confidence"].dims == ("time", "y", "x"):
-        confidence = ds["confidence"].isel(time=index)
+        confidence = _stored(ds["confidence"].isel(time=index))
     values = tuple(int(v) for v in np.atleast_1d(data.attrs["flag_values"]))
     names = _flag_names(data.attrs, len(values))
     colors = _colors(data.attrs, names)
@@ -183,7 +185,7 @@ def layer_of(ds: xr.Dataset, store: str, var: str | None = None, time: str = LAT
         crs=CRS.from_wkt(ds.rio.crs.to_wkt()),
         transform=ds.rio.transform(),
         confidence=confidence,
-        nodata=int(data.encoding.get("_FillValue", NODATA)),
+        nodata=int(ds[var].encoding.get("_FillValue", NODATA)),
         synonyms=_synonyms(data.attrs, names, ds.attrs.get("classes")),
     )
 
@@ -216,6 +218,14 @@ def transitions_layer(ds: xr.Dataset, store: str, time: str = LATEST) -> ExportL
             for a, b in pairs
         },
     )
+
+
+def _stored(var: xr.DataArray) -> xr.DataArray:
+    """The stored uint8 values of a variable a CF-decoding open turned into float with NaN."""
+    if var.dtype == np.uint8:
+        return var
+    fill = var.encoding.get("_FillValue", NODATA)
+    return var.fillna(fill).astype(np.uint8).assign_attrs(var.attrs)
 
 
 def time_index(ds: xr.Dataset, time: str, store: str) -> int:

@@ -41,14 +41,15 @@ def _write_cube(
 ) -> str:
     """A finished one-step cube of ``kind`` holding ``arrays`` (full grid, stored form)."""
     store = str(path)
-    prepare_step(store, grid, CLASSES, step, {"run_id": "r"}, CHUNK, kind)
+    plan = prepare_step(store, grid, CLASSES, step, {"run_id": "r"}, CHUNK, kind)
     height, width = grid.shape
     for row in range(0, height, CHUNK):
         for col in range(0, width, CHUNK):
             tile = {
                 v.name: arrays[v.name][row : row + CHUNK, col : col + CHUNK] for v in kind.inputs
             }
-            write_cube_tile(store, kind, 0, (row // CHUNK, col // CHUNK), tile, CHUNK)
+            tile_index = (row // CHUNK, col // CHUNK)
+            write_cube_tile(store, kind, plan.time_index, tile_index, tile, CHUNK)
     return store
 
 
