@@ -38,6 +38,8 @@ from terrawatch.tasks.core.export_source import ExportLayer, metres_per_unit
 
 _OUTSIDE = -1  # label value of pixels that are no data or not asked for
 _COLLINEAR = 0.01  # pixels: a tolerance that removes only collinear vertices
+CLEAN_BATCH = 5000
+"""Polygons cleaned together when no simplification is asked for (bounds the memory)."""
 
 
 @dataclass
@@ -85,12 +87,7 @@ def polygonize(
     wanted = np.asarray(sorted(values if values is not None else layer.values), dtype=np.int32)
     final, pending, seams = _trace_chunks(layer, wanted)
     _merge_pending(final, pending, seams)
-    geoms = np.asarray(final.geoms, dtype=object)
-    if geoms.size:
-        # a vertex at every pixel corner makes neighbours' shared edges identical; the coverage
-        # simplifier then removes the collinear ones (or simplifies) on both sides alike
-        tolerance_px = max(simplify / layer.pixel_size_m, _COLLINEAR)
-        geoms = shapely.coverage_simplify(shapely.segmentize(geoms, 1.0), tolerance_px)
+    geoms = _clean_coverage(np.asarray(final.geoms, dtype=object), simplify / layer.pixel_size_m)
     geoms = shapely.transform(geoms, _to_crs(layer.transform))
     area = shapely.area(geoms) * metres_per_unit(layer.crs) ** 2
     conf_n = np.asarray(final.conf_n, dtype=np.float64)
@@ -108,6 +105,28 @@ def polygonize(
     if min_area > 0:
         frame = frame[frame["area_m2"] >= min_area]
     return frame.sort_values(["value", "area_m2"], ascending=[True, False], ignore_index=True)
+
+
+def _clean_coverage(geoms: np.ndarray, tolerance_px: float) -> np.ndarray:
+    """Polygons whose shared edges match vertex for vertex, simplified by ``tolerance_px``.
+
+    A vertex at every pixel corner makes neighbours' shared edges identical; the coverage
+    simplifier then removes collinear vertices (or simplifies) on both sides alike. With a
+    real tolerance the whole coverage is simplified at once. Without one, batches of
+    :data:`CLEAN_BATCH` polygons are cleaned with their outer boundary kept as it is (every
+    pixel corner), so memory holds one segmentized batch, not the whole coverage.
+    """
+    if not geoms.size:
+        return geoms
+    if tolerance_px > 0:
+        return shapely.coverage_simplify(shapely.segmentize(geoms, 1.0), tolerance_px)
+    out = np.empty_like(geoms)
+    for start in range(0, geoms.size, CLEAN_BATCH):
+        batch = shapely.segmentize(geoms[start : start + CLEAN_BATCH], 1.0)
+        out[start : start + CLEAN_BATCH] = shapely.coverage_simplify(
+            batch, _COLLINEAR, simplify_boundary=False
+        )
+    return out
 
 
 def _value_columns(layer: ExportLayer, values: np.ndarray) -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ from skimage.measure import label
 from terrawatch.errors import InputError, OutputExistsError
 from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.change.cube import CHANGE_CUBE, ChangeStep
+from terrawatch.tasks.core import export_polygons
 from terrawatch.tasks.core.cube_store import prepare_step, write_cube_tile
 from terrawatch.tasks.core.cube_types import NODATA, CubeKind, TimeStep
 from terrawatch.tasks.core.export import VectorOptions, export_layer
@@ -97,9 +98,12 @@ def test_cog_is_valid_with_mode_overviews_colour_table_and_class_names(tmp_path:
     np.testing.assert_array_equal(half[:, 50:], 3)
 
 
+@pytest.mark.parametrize("batch", [None, 7], ids=["one-batch", "cleaned-in-batches-of-7"])
 def test_polygon_union_equals_the_class_raster_and_no_polygon_is_cut_at_a_seam(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int | None
 ) -> None:
+    if batch:  # the memory bound: polygons cleaned a batch at a time stay a valid coverage
+        monkeypatch.setattr(export_polygons, "CLEAN_BATCH", batch)
     labels = _blobs()
     store = _landcover_cube(tmp_path / "cube.zarr", labels)
     frame = polygonize(open_layer(store))
