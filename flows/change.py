@@ -25,7 +25,7 @@ from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
 from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
-from terrawatch.tasks.core.cube_stac_task import describe_cube_task
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
@@ -178,6 +178,7 @@ def change(
     tiles = run_tile_task(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
+    write_overviews_task(store, cube.time_index)  # quicklooks read them
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )

@@ -19,7 +19,7 @@ from terrawatch.flows.options import (
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
-from terrawatch.tasks.core.cube_stac_task import describe_cube_task
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
@@ -175,6 +175,7 @@ def flood(
     tiles = run_tile_task(
         flood_tiles_task, jobs, spec, "terrawatch.tasks.core.worker_model:worker_model", spec.sar
     )
+    write_overviews_task(store, cube.time_index)  # quicklooks read them
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader
     )

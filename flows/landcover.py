@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
-from terrawatch.tasks.core.cube_stac_task import describe_cube_task
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.period import resolve_period
 from terrawatch.tasks.core.worker_model import ModelSpec
@@ -142,6 +142,7 @@ def landcover(
     tiles = run_tile_task(
         segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
     )
+    write_overviews_task(store, plan.cube.time_index)  # quicklooks read them
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     stac = describe_cube_task(store, tiling.stac)
     return {
