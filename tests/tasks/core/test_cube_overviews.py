@@ -108,3 +108,19 @@ def test_levels_are_declared_as_multiscales_and_follow_new_steps(store: str) -> 
     np.testing.assert_array_equal(level["landcover"].values[1], expected)
     assert has_overview(store, 4, 1)
     assert open_cube(store).sizes["time"] == 2  # the cube itself does not see the levels
+
+
+def test_the_land_cover_quicklook_reads_the_mode_level(tmp_path: Path) -> None:
+    from terrawatch.tasks.landcover.publish import _strided_labels
+
+    grid = GridSpec("EPSG:32632", 2.0, 350_000.0, 5_640_000.0, 352_200.0, 5_642_200.0)  # 1100²
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[0::2, 0::2] = 1  # what a stride-2 read of the full level would show everywhere
+    conf = np.full(grid.shape, 50, np.uint8)
+    arrays = {"landcover": labels, "confidence": conf}
+    store = _write_cube(tmp_path / "big.zarr", LANDCOVER_CUBE, JUNE, arrays, grid)
+    cube = open_cube(store, mask_and_scale=False)
+    assert (_strided_labels(cube, 0, store) == 1).all()  # no overviews yet: strided pixels
+    write_overviews(store, 0)
+    picture = _strided_labels(open_cube(store, mask_and_scale=False), 0, store)
+    assert picture.shape == (550, 550) and (picture == 0).all()  # the factor-2 mode level
