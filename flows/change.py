@@ -28,6 +28,7 @@ from terrawatch.tasks.change.publish import publish_change_task
 from terrawatch.tasks.change.steps import StepChoice
 from terrawatch.tasks.change.tile import ChangeSpec, ChangeTileJob, change_tiles_task, class_query
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.cube_types import TimeStep
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.grid import GridSpec
@@ -195,9 +196,11 @@ def change(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
+    write_overviews_task(store, cube.time_index)  # quicklooks read them
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )
+    stac = describe_cube_task(store, tiling.stac)
     return {
         "store": store,
         "time": published.time,
@@ -210,6 +213,7 @@ def change(
         "valid_km2": published.valid_km2,
         "transitions": list(published.transitions),
         "quicklook": published.quicklook,
+        "stac": stac,
     }
 
 

@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     from terrawatch.flows.cli_align import add_align_command
     from terrawatch.flows.cli_change import add_change_command
+    from terrawatch.flows.cli_export import add_export_command
     from terrawatch.flows.cli_flood import add_flood_command
     from terrawatch.flows.cli_flows import add_flow_commands
     from terrawatch.flows.doctor import add_doctor_command
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flood_command(sub)
     add_align_command(sub)
     add_doctor_command(sub)
+    add_export_command(sub)
     return parser
 
 

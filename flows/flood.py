@@ -22,6 +22,7 @@ from terrawatch.flows.options import (
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
@@ -208,11 +209,13 @@ def flood(
     else:  # no model to warm on the workers
         tiles = flood_tiles_task.submit(jobs, spec).result()
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
+    write_overviews_task(store, cube.time_index)  # quicklooks read them
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
         outputs.min_area, plan.threshold.reference if plan.threshold else (),
         search.landcover_cube,
     )  # fmt: skip
+    stac = describe_cube_task(store, tiling.stac)
     return {
         "store": store,
         "event_date": published.event,
@@ -228,6 +231,7 @@ def flood(
         "members": list(plan.members),
         "files": published.files,
         "report": list(published.report_areas),
+        "stac": stac,
     }
 
 

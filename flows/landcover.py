@@ -13,6 +13,7 @@ from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_t
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
+from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.period import resolve_period
 from terrawatch.tasks.core.worker_model import ModelSpec
@@ -145,7 +146,9 @@ def landcover(
         segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
     )
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
+    write_overviews_task(store, plan.cube.time_index)  # quicklooks read them
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
+    stac = describe_cube_task(store, tiling.stac)
     return {
         "store": store,
         "time": published.time,
@@ -155,6 +158,7 @@ def landcover(
         "already_complete": plan.cube.already_complete,
         "areas": list(published.areas),
         "quicklook": published.quicklook,
+        "stac": stac,
     }
 
 

@@ -115,6 +115,11 @@ class TilingOptions(Options):
         description="rewrite this run's step if the store has it (every tile, from this run's"
         " scenes); without it a finished step is kept even if the catalog changed",
     )
+    stac: str | None = Field(
+        None,
+        description="folder of the cube's STAC Collection and Items, rewritten at the end of "
+        "every run (default: STORE.stac beside the store)",
+    )
 
 
 class ModelOptions(Options):

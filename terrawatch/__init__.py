@@ -4,7 +4,8 @@ The distribution installs its three layers under this one root (``terrawatch.mod
 ``terrawatch.tasks``, ``terrawatch.flows``; the folders stay at the repository's top level), so
 a user's own ``models/`` folder or ``tasks.py`` never shadows them. The names below are the
 small public API; they are imported on first use, so ``import terrawatch`` (and the command
-line's ``--help``) does not pay for torch, Prefect, Dask or xarray.
+line's ``--help``) does not pay for torch, Prefect, Dask or xarray. The ``.tw`` cube accessor
+(:mod:`terrawatch.tasks.core.cube_accessor`) is registered when xarray is imported.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from terrawatch._after_import import after_import
 
 try:
     __version__ = version("terrawatch")
@@ -49,6 +52,11 @@ if TYPE_CHECKING:
     from terrawatch.models.segearth import SegEarthOV
     from terrawatch.models.settings import SegEarthSettings
     from terrawatch.tasks.core.cube_store import open_cube
+
+
+CUBE_ACCESSOR = "terrawatch.tasks.core.cube_accessor"
+"""Registers ``Dataset.tw`` (and a lazy ``.rio``) once xarray is imported (it costs seconds)."""
+after_import("xarray", lambda: import_module(CUBE_ACCESSOR))
 
 
 def __getattr__(name: str) -> Any:

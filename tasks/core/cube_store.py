@@ -56,6 +56,7 @@ from terrawatch.tasks.core.cube_types import (
     parse_time,
 )
 from terrawatch.tasks.core.defaults import check_chunk
+from terrawatch.tasks.core.geozarr import convention_attrs
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.writer_lease import check_writer_token
 
@@ -224,6 +225,7 @@ def group_attrs(
         "spatial:transform": [affine.a, affine.b, affine.c, affine.d, affine.e, affine.f],
         "spatial:shape": list(grid.shape),
         "spatial:bbox": list(geobox.extent.boundingbox),
+        **convention_attrs(),
         "software": "terrawatch",
         "software_version": _software_version(),
         "created": _now(),

@@ -34,7 +34,7 @@ NODATA = 255
 RESERVED_ATTRS = frozenset(
     {"title", "Conventions", "classes", "grid", "proj:code", "proj:wkt2", "spatial:dimensions",
      "spatial:transform", "spatial:shape", "spatial:bbox", "software", "software_version",
-     "created", "time_steps"}
+     "created", "time_steps", "zarr_conventions", "spatial:registration"}
 )  # fmt: skip
 """Group attributes the store owns; provenance keys must not use them."""
 

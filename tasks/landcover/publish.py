@@ -11,6 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from terrawatch.tasks.core.cube_overviews import has_overview, open_overview, overview_factors
 from terrawatch.tasks.core.cube_store import open_cube
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.map_frame import MapFrame
@@ -49,7 +50,7 @@ def publish_landcover(store: str, time_index: int, pixel_area_m2: float) -> Publ
     areas = class_area_table([counts[n] for n in names], names, pixel_area_m2)
     cube = open_cube(store, mask_and_scale=False)
     time = str(np.datetime_as_string(cube["time"].values[time_index], unit="D"))
-    labels = _strided_labels(cube, time_index)
+    labels = _strided_labels(cube, time_index, store)
     colors = [entry["color"] for entry in cube.attrs["classes"]]  # the cube's own table
     frame = MapFrame.from_grid(GridSpec.from_dict(cube.attrs["grid"]))
     png = quicklook_png(
@@ -74,14 +75,16 @@ def landcover_title(store: str, cube, time_index: int, frame: MapFrame) -> str:
     return f"{Path(str(store).rstrip('/')).name} · land cover {period}\n{frame.crs_text}"
 
 
-def _strided_labels(cube, time_index: int) -> np.ndarray:
-    """Read only every n-th pixel, so a continental cube gives a small picture cheaply."""
+def _strided_labels(cube, time_index: int, store: str) -> np.ndarray:
+    """Read only every n-th pixel, so a continental cube gives a small picture cheaply: from
+    the coarsest overview level that is still at least as fine as the picture."""
     step = quicklook_step((cube.sizes["y"], cube.sizes["x"]))
-    return (
-        cube["landcover"]
-        .isel(time=time_index, y=slice(None, None, step), x=slice(None, None, step))
-        .values
-    )
+    labels = cube["landcover"].isel(time=time_index)
+    factor = max((f for f in overview_factors(cube.landcover.shape[1:]) if f <= step), default=1)
+    if factor > 1 and has_overview(store, factor, time_index):
+        level = open_overview(store, factor)["landcover"]
+        labels, step = level.sel(time=labels["time"].values), max(1, step // factor)
+    return labels.isel(y=slice(None, None, step), x=slice(None, None, step)).values
 
 
 publish_landcover_task = task(publish_landcover, name="publish-landcover", cache_policy=NO_CACHE)

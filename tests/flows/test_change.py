@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,18 @@ def test_quicklook_png_is_written_beside_the_store(finished):
     path = Path(summary["quicklook"])
     assert path.name.endswith("change-2023-06-01-2024-06-01.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stac_beside_the_store_describes_the_pair_and_is_a_catalog(finished):
+    store, summary = finished
+    assert summary["stac"] == f"{store}.stac/collection.json"
+    items = [json.loads(p.read_text()) for p in Path(f"{store}.stac").glob("*/*.json")]
+    assert [i["id"] for i in items] == ["change-2024-06-01"]
+    props = items[0]["properties"]
+    assert props["start_datetime"][:10] == "2023-06-01"  # the pair's earlier period is covered
+    assert set(props["cube:variables"]) == {"changed", "class_from", "class_to"}
+    sources = [link["title"] for link in items[0]["links"] if link["rel"] == "derived_from"]
+    assert sorted(sources) == ["pair-t1", "pair-t2"]
 
 
 def test_flow_publishes_a_transition_table_and_a_quicklook_artifact(finished):

@@ -278,6 +278,13 @@ def test_flooded_area_and_picture_are_published(flood_run):
     picture = asyncio.run(read("flood-flood-picture"))
     assert table and "area_km2" in str(table[0].data)
     assert picture and "data:image/png;base64," in str(picture[0].data)
+    # the run described the cube in STAC beside the store, linked to the scenes it used
+    item = json.loads(
+        Path(summary["stac"]).parent.joinpath(f"flood-{EVENT}", f"flood-{EVENT}.json").read_text()
+    )
+    sources = [link["title"] for link in item["links"] if link["rel"] == "derived_from"]
+    assert sorted(sources) == ["s1-post", "s1-pre-a", "s1-pre-b"]
+    assert item["properties"]["start_datetime"][:10] == "2024-04-28"
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import xarray as xr
 from terrawatch.errors import InputError, StoreMismatchError
 from terrawatch.flows.landcover import landcover
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
+from terrawatch.tasks.core.catalog import search_items
 from terrawatch.tasks.core.local_item import add_local_item
 from tests.conftest import shared_data
 
@@ -181,3 +182,13 @@ def test_flow_publishes_class_areas_and_a_quicklook(run_flow, tmp_path, koeln_ca
     picture = asyncio.run(read("published-quicklook"))
     assert table and "area_km2" in str(table[0].data)
     assert picture and "data:image/png;base64," in str(picture[0].data)
+    # the run described the cube in STAC beside the store, a catalog the flows can search
+    assert summary["stac"] == f"{store}.stac/collection.json"
+    found = search_items(
+        f"{store}.stac", "6.8085,50.9595,6.8130,50.9625", "2024-06-01", "2024-06-02"
+    )
+    assert found.ids == ("published-2024-06-01",)
+    assert found.items[0]["properties"]["terrawatch:provenance"]["items"] == ["koeln-june"]
+    assert [link["title"] for link in found.items[0]["links"] if link["rel"] == "derived_from"] == [
+        "koeln-june"
+    ]
