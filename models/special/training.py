@@ -150,7 +150,7 @@ def check_pseudo_labels(tiles: Sequence[SpectralTile], class_names: Sequence[str
     if empty:
         raise InputError(
             f"no pixel is pseudo-labelled as {', '.join(map(repr, empty))}; the classifier "
-            "cannot learn a class it never sees: drop it from --classes or add it with --labels"
+            "cannot learn a class it never sees: drop it from --classes or name it differently"
         )
 
 
