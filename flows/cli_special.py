@@ -32,6 +32,12 @@ def add_refine_options(parser: argparse.ArgumentParser) -> None:
         "for rasters whose metadata has none",
     )
     parser.add_argument(
+        "--labels",
+        help="with --refine special: your own labels (GeoPackage/GeoJSON/GeoParquet polygons "
+        "or points with a 'class' column of class names), used as clean training samples",
+    )
+    parser.add_argument("--labels-column", help="the class-name column of --labels")
+    parser.add_argument(
         "--refine-classifier",
         default="fcn",
         help="with --refine special: 'fcn' (CPU default) or 'mambahsi' (needs mamba_ssm, CUDA)",
@@ -40,6 +46,7 @@ def add_refine_options(parser: argparse.ArgumentParser) -> None:
 
 def run_special_segment(args: argparse.Namespace, classes, model_options: dict) -> int:
     """Read and check the spectral image, then zero-shot -> SPECIAL -> write both maps."""
+    from terrawatch.models.classes import parse_class_names
     from terrawatch.models.segearth import SegEarthOV
     from terrawatch.models.special.classifier import CLASSIFIERS
     from terrawatch.models.special.training import SpecialSettings
@@ -47,6 +54,7 @@ def run_special_segment(args: argparse.Namespace, classes, model_options: dict) 
     from terrawatch.tasks.core.render import class_colors
     from terrawatch.tasks.core.special_refine import refine_image
     from terrawatch.tasks.core.spectral_image import read_spectral_image, read_wavelength_file
+    from terrawatch.tasks.core.user_labels import read_user_labels
 
     if args.refine_classifier not in CLASSIFIERS:
         raise InputError(
@@ -58,10 +66,15 @@ def run_special_segment(args: argparse.Namespace, classes, model_options: dict) 
     wavelengths = read_wavelength_file(args.wavelengths) if args.wavelengths else None
     image = read_spectral_image(args.image, wavelengths)
     settings = SpecialSettings(classifier=args.refine_classifier)
+    names = list(parse_class_names(classes).names)
+    user_labels = None
+    if args.labels:
+        shape = image.valid.shape
+        user_labels = read_user_labels(args.labels, names, image.profile, shape, args.labels_column)
     model = SegEarthOV.from_pretrained(device=args.device, resize_long_side=None, **model_options)
-    names = list(model.set_classes(classes).names)
+    model.set_classes(classes)
     device = str(model.device)
-    refined = refine_image(model, image, names, settings, device=device)
+    refined = refine_image(model, image, names, settings, device, user_labels)
     colors = class_colors(names)
     out = Path(args.out)
     zero_shot_path = out.with_name(f"{out.stem}_zero_shot{out.suffix or '.tif'}")

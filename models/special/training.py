@@ -141,16 +141,19 @@ class _SoftSet:
 
 
 def check_pseudo_labels(tiles: Sequence[SpectralTile], class_names: Sequence[str]) -> None:
-    """Every class needs pseudo-labelled pixels; raise naming those that have none."""
+    """Every class needs pseudo-labelled (or user-labelled) pixels; raise naming those without."""
     counts = np.zeros(len(class_names), dtype=np.int64)
     for tile in tiles:
-        labels = tile.labels[tile.valid]
-        counts += np.bincount(labels.astype(np.int64), minlength=len(class_names))[: len(counts)]
+        for labels in (tile.labels, tile.clean_labels):
+            if labels is not None:
+                labels = labels[labels >= 0].astype(np.int64)
+                counts += np.bincount(labels, minlength=len(class_names))[: len(counts)]
     empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
     if empty:
         raise InputError(
             f"no pixel is pseudo-labelled as {', '.join(map(repr, empty))}; the classifier "
-            "cannot learn a class it never sees: drop it from --classes or name it differently"
+            "cannot learn a class it never sees: drop it from --classes or label some of it "
+            "with --labels"
         )
 
 

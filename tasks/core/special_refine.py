@@ -51,8 +51,13 @@ def refine_image(
     class_names: list[str],
     settings: SpecialSettings | None = None,
     device: str = "cpu",
+    user_labels: np.ndarray | None = None,
 ) -> RefinedMap:
-    """Zero-shot pseudo-labels of ``image`` refined by SPECIAL (one tile: the whole image)."""
+    """Zero-shot pseudo-labels of ``image`` refined by SPECIAL (one tile: the whole image).
+
+    ``user_labels`` (class index per pixel, -1 unlabelled; :mod:`.user_labels`) join the
+    training as clean samples with full weight (``SpecialSettings.clean_weight``).
+    """
     settings = settings or SpecialSettings()
     rgb = spectral_to_rgb(image.spectra, image.wavelengths_nm)
     rgb = percentile_stretch(rgb, RGB_PERCENTILE, image.valid)
@@ -62,6 +67,7 @@ def refine_image(
         percentile_stretch(image.spectra, SPECTRUM_PERCENTILE, image.valid),
         labels,
         np.where(image.valid, pseudo.confidence, 0.0).astype(np.float32),
+        None if user_labels is None else np.where(image.valid, user_labels, -1),
     )
     check_pseudo_labels([tile], class_names)
     trained = train_special([tile], len(class_names), settings, device=device)
@@ -75,6 +81,7 @@ def refine_image(
         "band_wavelengths_nm": list(image.wavelengths_nm),
         "source_bands": list(image.band_indexes),
         "agreement_with_zero_shot": round(agreement, 4),
+        "user_labelled_pixels": 0 if user_labels is None else int((tile.clean_labels >= 0).sum()),
     }
     return RefinedMap(
         labels=np.where(image.valid, refined, NODATA).astype(np.uint8),

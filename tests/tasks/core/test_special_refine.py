@@ -65,3 +65,47 @@ def test_refine_image_returns_both_maps_and_the_training_record(tmp_path, one_to
     agreement = (result.labels == result.zero_shot)[image.valid].mean()
     assert record["agreement_with_zero_shot"] == round(float(agreement), 4)
     assert 0.5 < agreement  # refined, not replaced
+
+
+def _label_file(tmp_path, image, rows):
+    """A GeoPackage of points at pixel centres ``(row, col, class name)``."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    transform = image.profile["transform"]
+    points = [Point(*(transform * (c + 0.5, r + 0.5))) for r, c, _ in rows]
+    frame = gpd.GeoDataFrame({"class": [n for *_, n in rows]}, geometry=points)
+    frame = frame.set_crs(image.profile["crs"])
+    path = tmp_path / "labels.gpkg"
+    frame.to_file(path, driver="GPKG")
+    return path
+
+
+def test_user_labels_are_rasterised_checked_and_rescue_an_unseen_class(tmp_path, one_torch_thread):
+    from terrawatch.errors import InputError
+    from terrawatch.tasks.core.user_labels import read_user_labels
+
+    path = tmp_path / "s2.tif"
+    write_s2_stack(path)
+    image = read_spectral_image(path)
+    names = ["dark", "mid", "bright", "roof"]
+    shape = image.valid.shape
+    labels_path = _label_file(tmp_path, image, [(5, 6, "roof"), (7, 8, "Roof"), (9, 9, "dark")])
+    labels = read_user_labels(labels_path, names, image.profile, shape)
+    assert labels[5, 6] == labels[7, 8] == 3 and labels[9, 9] == 0 and (labels >= 0).sum() == 3
+    bad = _label_file(tmp_path, image, [(5, 6, "chimney")])
+    with pytest.raises(InputError, match=r"\['chimney'\] are not among the classes"):
+        read_user_labels(bad, names, image.profile, shape)
+    far = _label_file(tmp_path, image, [(5000, 6, "roof")])
+    with pytest.raises(InputError, match="1 of 1 features lie outside"):
+        read_user_labels(far, names, image.profile, shape)
+    rgb = percentile_stretch(
+        spectral_to_rgb(image.spectra, image.wavelengths_nm), RGB_PERCENTILE, image.valid
+    )
+    greys = np.percentile(rgb.mean(axis=0)[image.valid], [10, 50, 90])
+    # the segmenter never predicts "roof" (its colour is impossible): only the labels teach it
+    segmenter = ColourSegmenter([(g, g, g) for g in greys] + [(5.0, 5.0, 5.0)])
+    settings = SpecialSettings(epochs=3, warmup_epochs=1, iterations=5)
+    result = refine_image(segmenter, image, names, settings, user_labels=labels)
+    assert result.provenance["user_labelled_pixels"] == 3
+    assert result.provenance["history"][0]["clean"] > 0
