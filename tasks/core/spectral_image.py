@@ -147,6 +147,29 @@ def _wavelengths(src, given: Sequence[float] | None, name: str) -> list[float]:
     )
 
 
+def band_wavelengths_nm(src: rasterio.io.DatasetReader) -> list[float | None]:
+    """Per band: centre wavelength (nm) from GDAL ``wavelength`` metadata or an S2 band name."""
+    units = src.tags(1).get("wavelength_units") or src.tags().get("wavelength_units", "")
+    centres: list[float | None] = []
+    for i in range(src.count):
+        value = src.tags(i + 1).get("wavelength")
+        name = _s2_key((src.descriptions[i] or "").upper())
+        if value is not None:
+            try:
+                number = float(value)
+            except ValueError:
+                centres.append(None)
+                continue
+            unit = units or ("micrometers" if number < 30 else "nanometers")
+            try:
+                centres.append(_to_nm([number], unit)[0])
+            except InputError:
+                centres.append(None)
+        else:
+            centres.append(S2_CENTRES_NM.get(name))
+    return centres
+
+
 def _s2_key(name: str) -> str:
     match = re.fullmatch(r"B0?(\d{1,2}A?)", name.strip())
     if not match:

@@ -100,3 +100,15 @@ def test_fewer_than_four_usable_bands_is_an_input_error(tmp_path):
     path, _ = _envi(tmp_path, [450, 550, 1400, 1900, 650])
     with pytest.raises(InputError, match="3 usable bands"):
         read_spectral_image(path)
+
+
+def test_catalog_add_records_band_centre_wavelengths(tmp_path):
+    from terrawatch.tasks.core.local_item import make_local_item
+
+    path = tmp_path / "s2.tif"
+    write_s2_stack(path)
+    item = make_local_item(path, datetime="2020-02-19T11:00:00Z")
+    bands = item["assets"]["image"]["eo:bands"]
+    assert [b["name"] for b in bands] == list(S2_STACK)
+    assert [b["center_wavelength"] for b in bands][:3] == [0.49, 0.56, 0.665]
+    assert bands[-1]["center_wavelength"] == 2.19
