@@ -75,6 +75,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         "keeps the native resolution",
     )
     _add_model_options(p)
+    from terrawatch.flows.cli_special import add_refine_options
+
+    add_refine_options(p)
     p.set_defaults(handler=_run_segment)
 
 
@@ -111,6 +114,10 @@ def _run_segment(args: argparse.Namespace) -> int:
     from terrawatch.tasks.core.worker_model import segment_array
 
     classes = parse_classes_option(args.classes, args.classes_file)
+    if getattr(args, "refine", "none") == "special":
+        from terrawatch.flows.cli_special import run_special_segment
+
+        return run_special_segment(args, classes, model_options(args))
     image = read_rgb_image(args.image, bands=args.bands)
     model = SegEarthOV.from_pretrained(
         device=args.device, resize_long_side=args.resize, **model_options(args)

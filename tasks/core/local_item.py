@@ -313,7 +313,10 @@ def _is_cog(src: Any) -> bool:
 
 def _eo_bands(src: Any) -> list[dict[str, str]]:
     """Common names from colour interpretation tags, else by band count (3: RGB, 4: RGBN)."""
+    from terrawatch.tasks.core.spectral_image import band_wavelengths_nm
+
     by_count = _NAMES_BY_COUNT.get(src.count)
+    centres = band_wavelengths_nm(src)  # recorded for SPECIAL's spectral refinement
     bands = []
     for i, interp in enumerate(src.colorinterp):
         if interp in _COLOUR_NAMES:
@@ -326,6 +329,8 @@ def _eo_bands(src: Any) -> list[dict[str, str]]:
         band = {"name": src.descriptions[i] or common or fallback}
         if common:
             band["common_name"] = common
+        if centres[i] is not None:
+            band["center_wavelength"] = round(centres[i] / 1000.0, 4)  # µm, as eo:bands
         bands.append(band)
     return bands
 
