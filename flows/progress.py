@@ -4,7 +4,8 @@ A thread polls the store's ``tile_done`` record of the step being written (nothi
 better which tiles are really written): a status bar while the run searches and plans, a tile bar
 with rate and ETA once the step exists, and a status bar while it publishes. The tile bar reaches
 100% only when every tile of the step is marked done; tiles done by an earlier run are its
-starting count and do not inflate the rate.
+starting count and do not inflate the rate. Written to a log file rather than a terminal, only
+the tile bar is drawn, at most every :data:`LOG_SECONDS`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from terrawatch.flows import interrupt
 
 POLL_SECONDS = 0.5
+LOG_SECONDS = 30.0
+"""Least time between two lines of the tile bar when stderr is not a terminal (a log file)."""
 STATUS_FORMAT = "{desc} [{elapsed}]"
 
 
@@ -66,7 +69,7 @@ class StepProgress:
                     if done == total:
                         self._close_bar()
                         self._show_status("publish")
-                elif self._tty:  # the elapsed time of a status; a log file gets it once
+                elif self._bar is not None:  # the elapsed time of a status
                     self._bar.refresh()
 
     def _show_status(self, stage: str) -> None:
@@ -74,7 +77,8 @@ class StepProgress:
 
         self._close_bar()
         self._stage = stage
-        self._bar = tqdm(desc=f"{self.desc}: {stage}", bar_format=STATUS_FORMAT, leave=False)
+        if self._tty:  # a status line that vanishes helps a person, not a log
+            self._bar = tqdm(desc=f"{self.desc}: {stage}", bar_format=STATUS_FORMAT, leave=False)
 
     def _show_tiles(self, done: int, total: int) -> None:
         from tqdm import tqdm
@@ -82,7 +86,12 @@ class StepProgress:
         self._close_bar()
         self._stage = "tiles"
         self._bar = tqdm(
-            total=total, initial=done, unit="tile", desc=f"{self.desc}: tiles", leave=True
+            total=total,
+            initial=done,
+            unit="tile",
+            desc=f"{self.desc}: tiles",
+            leave=True,
+            mininterval=0.1 if self._tty else LOG_SECONDS,
         )
 
     def _close_bar(self) -> None:

@@ -19,10 +19,12 @@ import zarr
 from terrawatch.flows.landcover import ModelOptions, landcover
 from terrawatch.tasks.core.local_item import add_local_item
 from tests.conftest import REPO, shared_data
-from tests.flows.test_resume import PARAMS
+from tests.flows.test_resume import PARAMS as RESUME_PARAMS
 
 pytestmark = pytest.mark.slow
 
+PARAMS = dict(RESUME_PARAMS, aoi="6.8075,50.9590,6.8105,50.9609")
+"""About 210 x 210 m of the orthophoto at 1 m: 4 x 4 tiles of 64 px."""
 SIGNAL_TO_EXIT_S = 10.0
 """The issue asks for 5 s; the bound here leaves room for a loaded CI machine."""
 LINE = re.compile(
