@@ -8,7 +8,6 @@ work needs (``bench/cli.py`` times it).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -231,7 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_align_command(sub)
     add_doctor_command(sub)
     add_export_command(sub)
+    _add_output_options(sub)
     return parser
+
+
+SUMMARY_COMMANDS = ("landcover", "change", "flood", "align-sar")
+"""The commands that end with a run summary (``--json``)."""
+
+
+def _add_output_options(sub: argparse._SubParsersAction) -> None:
+    """``-q/-v/--log-file`` on every command (``--json`` where a summary is printed)."""
+    from terrawatch.flows.console import add_output_options
+
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for action in nested:
+                _add_output_options(action)
+        else:
+            add_output_options(parser, summary=name in SUMMARY_COMMANDS)
 
 
 def _exit_codes_epilog() -> str:
@@ -246,13 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     line, ``terrawatch COMMAND: error: MESSAGE``, and its ``exit_code`` returned; any other
     exception is a bug and propagates with its traceback.
     """
+    from terrawatch.flows.console import configure_output
+    from terrawatch.flows.interrupt import exit_on_signals
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     try:
-        return args.handler(args)
+        configure_output(args)
+        with exit_on_signals(args.command, getattr(args, "store", None)):
+            return args.handler(args)
     except TerrawatchError as err:
         message = " ".join(str(err).split())  # one line, whatever the message holds
         print(f"terrawatch {args.command}: error: {message}", file=sys.stderr)

@@ -66,6 +66,7 @@ def run_align_command(args: argparse.Namespace) -> int:
 
     A thread shows ``progress.json``.
     """
+    from terrawatch.flows import console, interrupt
     from terrawatch.flows.align_sar import align_sar, align_sar_inputs
     from terrawatch.flows.local_api import shared_local_api
     from terrawatch.flows.runner import dask_task_runner
@@ -78,14 +79,17 @@ def run_align_command(args: argparse.Namespace) -> int:
     progress = Path(args.out) / "progress.json"
     since = time.time()
     bar = threading.Thread(target=_progress_bar, args=(progress, since, stop), daemon=True)
-    bar.start()
+    if console.shows_progress():
+        bar.start()
     try:
         with shared_local_api():
-            summary = align_sar.with_options(task_runner=runner)(**params)
+            hooks = [interrupt.reclaim_sigterm]
+            summary = align_sar.with_options(task_runner=runner, on_running=hooks)(**params)
     finally:
         stop.set()
-        bar.join(timeout=5)
-    print(json.dumps(summary, indent=2, default=str))
+        if bar.is_alive():
+            bar.join(timeout=5)
+    console.print_summary(summary)
     return 0
 
 

@@ -10,9 +10,7 @@ step being written and draws a tqdm bar. Only the standard library is imported a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
@@ -240,7 +238,10 @@ def read_classes(args: argparse.Namespace) -> list[str]:
 def run_flow_with_progress(
     flow: Any, params: dict[str, Any], address: str | None, store: str, start: str, desc: str
 ) -> int:
-    """Run ``flow(**params)`` here on a Dask task runner with a tile progress bar; print it.
+    """Run ``flow(**params)`` here on a Dask task runner with a progress bar; print a summary.
+
+    Ctrl-C or SIGTERM stops the run within seconds (:mod:`terrawatch.flows.interrupt`); the
+    bar and the summary follow ``-q`` and ``--json`` (:mod:`terrawatch.flows.console`).
 
     Args:
         flow: The Prefect flow.
@@ -251,40 +252,21 @@ def run_flow_with_progress(
         desc: Label of the bar.
 
     Returns:
-        0; the flow's summary is printed as JSON.
+        0; the flow's summary is printed (as JSON with ``--json``).
     """
+    from terrawatch.flows import console, interrupt
     from terrawatch.flows.local_api import shared_local_api
+    from terrawatch.flows.progress import StepProgress
     from terrawatch.flows.runner import dask_task_runner
 
     runner = dask_task_runner(address)
-    stop = threading.Event()
-    bar = threading.Thread(target=progress_bar, args=(store, start, stop, desc), daemon=True)
-    bar.start()
-    try:
+    interrupt.watch_step(store, start)
+    with StepProgress(store, start, desc, enabled=console.shows_progress()):
         with shared_local_api():
-            summary = flow.with_options(task_runner=runner)(**params)
-    finally:
-        stop.set()
-        bar.join(timeout=5)
-    print(json.dumps(summary, indent=2, default=str))
+            run = flow.with_options(task_runner=runner, on_running=[interrupt.reclaim_sigterm])
+            summary = run(**params)
+    console.print_summary(summary)
     return 0
-
-
-def progress_bar(store: str, start: str, stop: threading.Event, desc: str) -> None:
-    """tqdm bar over the ``tile_done`` record of the step starting ``start``, until ``stop``."""
-    from tqdm import tqdm
-
-    bar: Any = None
-    while not stop.wait(1.0):
-        done, total = tiles_done(store, start)
-        if total and bar is None:
-            bar = tqdm(total=total, unit="tile", desc=desc)
-        if bar is not None:
-            bar.update(done - bar.n)
-    if bar is not None:
-        done, _ = tiles_done(store, start)
-        bar.update(done - bar.n)
-        bar.close()
 
 
 def tiles_done(store: str, start: str) -> tuple[int, int]:

@@ -32,8 +32,12 @@ def shared_local_api() -> Iterator[str]:
     # The ephemeral server's telemetry only logs errors on machines without internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+    from terrawatch.flows import interrupt
+
     server = SubprocessASGIServer()
     server.start(timeout=settings.server.ephemeral.startup_timeout_seconds)
+    if server.server_process is not None:
+        interrupt.watch_server(server.server_process.pid, server.stop)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url  # inherited by worker processes
     try:

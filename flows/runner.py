@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prefect_dask import DaskTaskRunner
@@ -69,12 +71,39 @@ def local_cluster(**cluster_kwargs: Any) -> LocalCluster:
 
     The nannies capture Dask's configuration when they are created and hand it to their worker
     processes, so setting it around the constructor is enough and leaves the caller's untouched.
+
+    The workers ignore a terminal's SIGINT (:mod:`terrawatch.flows.worker_signals`; the
+    command stops them, :mod:`terrawatch.flows.interrupt`) and start with the command's log
+    levels (:func:`terrawatch.flows.console.worker_log_environment`).
     """
     import dask.config
     from distributed import LocalCluster
 
-    with dask.config.set(LOCAL_WORKER_CONFIG):
+    from terrawatch.flows.console import worker_log_environment
+
+    preload = [*dask.config.get("distributed.worker.preload", []), WORKER_SIGNALS_PRELOAD]
+    worker_config = {**LOCAL_WORKER_CONFIG, "distributed.worker.preload": preload}
+    with dask.config.set(worker_config), _environment(worker_log_environment()):
         return LocalCluster(**cluster_kwargs)
+
+
+WORKER_SIGNALS_PRELOAD = "terrawatch.flows.worker_signals"
+"""The preload that makes local workers ignore a terminal's Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside the block (inherited by processes started)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _env_count(name: str, default: int) -> int:

@@ -52,7 +52,7 @@ def test_align_command_trains_offline_and_prints_the_summary(
 ):
     out = tmp_path / "student"
     extra = ("--steps", "4", "--batch-size", "8", "--lr", "1e-3", "--setting", "regions=7",
-             "--address", dask_cluster.scheduler_address)  # fmt: skip
+             "--json", "--address", dask_cluster.scheduler_address)  # fmt: skip
     assert main(_args(catalog, out, tiny_clip_path, *extra)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 4 and Path(summary["checkpoint"]).is_file()

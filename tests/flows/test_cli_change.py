@@ -52,7 +52,7 @@ def test_change_command_writes_a_cube_offline(
 ):
     store = tmp_path / "change.zarr"
     args = _args(catalog, store, tiny_model_files, **{"--targets": "building,road"})
-    assert main([*args, "--address", dask_cluster.scheduler_address]) == 0
+    assert main([*args, "--json", "--address", dask_cluster.scheduler_address]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["time"] == "2024-06-01" and summary["tiles_total"] == 4
     cube = xr.open_zarr(store, decode_coords="all")

@@ -62,7 +62,8 @@ def test_flood_command_writes_a_cube_offline(
     main, prefect_api, dask_cluster, tmp_path, catalog, capsys
 ):
     store = tmp_path / "flood.zarr"
-    assert main([*_args(catalog, store), "--address", dask_cluster.scheduler_address]) == 0
+    address = dask_cluster.scheduler_address
+    assert main([*_args(catalog, store), "--json", "--address", address]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["event_date"] == EVENT and summary["flooded_km2"] > 0.3
     cube = xr.open_zarr(store, decode_coords="all")
