@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from terrawatch.errors import InputError
 from terrawatch.flows.cli_common import (
     AOI_HELP,
     add_classes_options,
@@ -27,7 +28,20 @@ from terrawatch.flows.options import (
 
 def add_change_command(sub: argparse._SubParsersAction) -> None:
     """Register the ``change`` sub-command."""
-    p = sub.add_parser("change", help="change cube for an area between two periods (Prefect flow)")
+    p = sub.add_parser(
+        "change", help="change between two images, or a change cube for an area (Prefect flow)"
+    )
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="two images of the same size (IMAGE1 IMAGE2) instead of --aoi or --from-cube: "
+        "change between them, written to --out",
+    )
+    p.add_argument(
+        "--out", help="with two images: change GeoTIFF (bands changed, class_from, class_to)"
+    )
+    p.add_argument("--png", help="with two images: coloured preview PNG of the change")
     p.add_argument("--aoi", help=f"{AOI_HELP} (default with --from-cube: the cube's extent)")
     p.add_argument(
         "--before",
@@ -40,7 +54,7 @@ def add_change_command(sub: argparse._SubParsersAction) -> None:
         help="land-cover cube whose grid, classes and last two periods make the pair",
     )
     add_classes_options(p)
-    p.add_argument("--store", required=True, help="change cube: Zarr store path or fsspec URL")
+    p.add_argument("--store", help="change cube: Zarr store path or fsspec URL (flow runs)")
     add_option_group(p, ChangeOptions, "change")
     add_option_group(p, SearchOptions, "search")
     add_option_group(p, GridOptions, "grid")
@@ -75,6 +89,17 @@ def run_change_command(args: argparse.Namespace) -> int:
 
     A thread polls the store's tile records for the progress bar.
     """
+    if args.images:
+        from terrawatch.flows.cli_change_images import run_image_pair
+
+        return run_image_pair(args)
+    if args.out or args.png:
+        raise InputError("--out and --png go with two images: terrawatch change IMAGE1 IMAGE2 ...")
+    if not args.store:
+        raise InputError(
+            "give --store PATH for the change cube (with --aoi or --from-cube), or two images: "
+            "terrawatch change IMAGE1 IMAGE2 --classes ... --out change.tif"
+        )
     from terrawatch.flows.change import change, change_inputs
 
     params = change_params(args)

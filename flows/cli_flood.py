@@ -53,7 +53,7 @@ def add_flood_command(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, TilingOptions, "tiling")
     add_option_group(p, FloodModelOptions, "model")
     add_option_group(p, RunOptions, "run")
-    p.set_defaults(handler=run_flood_command)
+    p.set_defaults(handler=run_flood_command, param_flags=FLAGS)
 
 
 def flood_params(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from terrawatch.flows.options import (
 )
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
+from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
@@ -113,7 +114,8 @@ def flood_inputs(
                          search.max_cloud, search.max_items)
             for side, dates in (("pre", window.pre), ("post", window.post))
         )  # fmt: skip
-    model.resolve_weights(optical=search.optical)
+    with all_missing_weights():  # every missing file named in one error
+        model.resolve_weights(optical=search.optical)
     return FloodInputs(window, spec, composite, pre, post, *optical)
 
 

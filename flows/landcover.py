@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
 from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.period import resolve_period
@@ -76,7 +77,8 @@ def landcover_inputs(
     scenes = find(
         search.catalog, aoi, start, end, search.collections, search.max_cloud, search.max_items
     )
-    model.resolve_weights()
+    with all_missing_weights():  # every missing file named in one error
+        model.resolve_weights()
     return LandcoverInputs(start, end, model.spec(classes), scenes)
 
 

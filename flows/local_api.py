@@ -33,7 +33,18 @@ def shared_local_api() -> Iterator[str]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     server = SubprocessASGIServer()
-    server.start(timeout=settings.server.ephemeral.startup_timeout_seconds)
+    timeout = settings.server.ephemeral.startup_timeout_seconds
+    try:
+        server.start(timeout=timeout)
+    except RuntimeError as err:  # "Timed out while attempting to connect to ephemeral ..."
+        from terrawatch.errors import TerrawatchError
+
+        raise TerrawatchError(
+            f"the local Prefect API server did not start within {timeout} s ({err}); the "
+            "machine may be busy: rerun, allow it longer with "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120, or set PREFECT_API_URL to a "
+            "running Prefect server"
+        ) from err
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url  # inherited by worker processes
     try:
