@@ -60,6 +60,12 @@ def add_change_command(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, ChangeTilingOptions, "tiling")
     add_option_group(p, ModelOptions, "model")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the scenes, grid, tiles, weights and a time estimate; load, start and write "
+        "nothing",
+    )
     add_option_group(p, RunOptions, "run")
     p.set_defaults(handler=run_change_command)
 
@@ -107,5 +113,16 @@ def run_change_command(args: argparse.Namespace) -> int:
     validated_params(change, params)
     inputs = change_inputs(**params)
     after_start = inputs.periods[1][0]
+    if args.dry_run:
+        from terrawatch.flows import cli_dry_run as dry
+
+        tiling, grid = params["tiling"], params["grid"]
+        before, after = inputs.scenes
+        layout = inputs.grid or dry.grid_of(after.items, inputs.aoi, grid.resolution, grid.crs)
+        weights = dry.change_weights(params["model"], params["detection"])
+        return dry.report(
+            "change", [(" before", before), (" after", after)], layout, tiling.chunk,
+            tiling.halo, args.store, after_start, weights,
+        )  # fmt: skip
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(change, params, address, args.store, after_start, "change")
