@@ -17,12 +17,26 @@ if TYPE_CHECKING:
     from terrawatch.tasks.core.catalog import SearchResult
     from terrawatch.tasks.core.grid import GridSpec
 
-SECONDS_PER_MPX_CPU = 30.0
-"""Seconds of SegEarth-OV ViT-B/16 + SimFeatUp per million tile pixels (halo included) on 2 CPU
-threads: ``python bench/segment.py --images 2 --threads 2 --device cpu`` on this project's
-2-core development machine (0.28 s per 224 px window batched, 9 windows per 448 px image, i.e.
-~14 s per 448² image = 0.2 Mpx; rounded up to 30 s/Mpx for reading and writing). A rough guide:
-a GPU is 20-50 times faster."""
+SECONDS_PER_WINDOW_CPU = 0.75
+"""Seconds per 224 px model window of SegEarth-OV ViT-B/16 + SimFeatUp on a 2-thread CPU worker.
+
+Measured on 2026-12-06 with the model of ``bench/segment.py`` (random weights of the real
+architecture): ``predict_logits`` of one 448² image (9 windows, batched) after a one-window
+warm-up, ``torch.set_num_threads(2)``, took 13.0 s of process CPU time (1.45 CPU-s per window;
+40.9 s wall on the shared 2-core machine at load 8), so about 0.75 s per window on an idle
+2-thread worker. Flows segment each tile at native resolution in 224 px windows with stride 112
+(:class:`~terrawatch.models.settings.SegEarthSettings`): a 1024 px tile with its 112 px halo
+is 121 windows, about 90 s. A rough guide: reading, the machine's load and a GPU (tens of times
+faster) all change it."""
+
+WINDOW, STRIDE = 224, 112
+"""SegEarthSettings.window and .stride (the flows' tiles are windowed at native resolution)."""
+
+
+def windows_per_tile(side: int) -> int:
+    """Model windows over a square tile read of ``side`` px (as models.sliding places them)."""
+    per_axis = max(side - WINDOW + STRIDE - 1, 0) // STRIDE + 1
+    return per_axis * per_axis
 
 
 def grid_of(items: Sequence[dict], aoi: Any, resolution: float | None, crs: str | None):
@@ -69,12 +83,12 @@ def report(
     for path in weights:
         size = path.stat().st_size / 1e6 if path.is_file() else None
         print(f"weights: {path}" + (f" ({size:.1f} MB)" if size is not None else ""))
-    tile_mpx = min(chunk + 2 * halo, max(height, width) + 2 * halo) ** 2 / 1e6
-    seconds = todo * tile_mpx * SECONDS_PER_MPX_CPU
+    side = min(chunk, max(height, width)) + 2 * halo
+    per_tile = windows_per_tile(side) * SECONDS_PER_WINDOW_CPU
     print(
-        f"estimate: {todo} tiles x about {tile_mpx * SECONDS_PER_MPX_CPU:.0f} s per tile on one "
-        f"CPU worker = {_duration(seconds)} (a GPU is 20-50 times faster; several workers share "
-        "the tiles)"
+        f"estimate: {todo} tiles x about {per_tile:.0f} s per tile ({windows_per_tile(side)} "
+        f"model windows) on one 2-thread CPU worker = {_duration(todo * per_tile)}; several "
+        "workers share the tiles, a GPU is tens of times faster"
     )
     return 0
 
