@@ -12,7 +12,7 @@ from pathlib import Path
 
 from terrawatch.errors import InputError
 
-FLOW_ONLY = ("aoi", "before", "after", "from_cube", "store")
+FLOW_ONLY = ("aoi", "before", "after", "from_cube", "store", "dry_run")
 """Options of the change cube that do not go with two images."""
 
 
