@@ -36,8 +36,6 @@ class UserErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], TerrawatchError):
             return False
-        if record.levelno < logging.WARNING:
-            return True
         message = record.getMessage()
         return not any(f"{name}(" in message or f"{name}:" in message for name in self.names)
 
