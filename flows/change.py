@@ -22,6 +22,7 @@ from terrawatch.flows.options import (
 )
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import ClassNames, parse_class_names
+from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.change.cube import ChangeStep, LandcoverPair, read_landcover_pair
 from terrawatch.tasks.change.plan import plan_change_task
 from terrawatch.tasks.change.publish import publish_change_task
@@ -109,8 +110,9 @@ def change_inputs(
     )
     find = search_items_task if tasks else search_items
     scenes = _search(find, search, aoi, periods, source)
-    model.resolve_weights()
-    detection.resolve_weights(steps)
+    with all_missing_weights():  # every missing file named in one error
+        model.resolve_weights()
+        detection.resolve_weights(steps)
     grid_spec = source.grid if source is not None else None
     return ChangeInputs(aoi, classes, periods, spec, grid_spec, scenes)
 

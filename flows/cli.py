@@ -52,6 +52,16 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
     return read_options(args, ModelOptions).model_dump(exclude={"device"})
 
 
+def check_model_weights(args: argparse.Namespace) -> None:
+    """The model group's checkpoints, all checked before any model loads (all missing named)."""
+    from terrawatch.flows.cli_common import read_options
+    from terrawatch.flows.options import ModelOptions
+    from terrawatch.models.weights_check import all_missing_weights
+
+    with all_missing_weights():
+        read_options(args, ModelOptions).resolve_weights()
+
+
 def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment", help="segment one image (GeoTIFF, PNG, JPEG) with open vocabulary"
@@ -118,6 +128,7 @@ def _run_segment(args: argparse.Namespace) -> int:
 
         return run_special_segment(args, classes, model_options(args))
     image = read_rgb_image(args.image, bands=args.bands)
+    check_model_weights(args)
     model = SegEarthOV.from_pretrained(
         device=args.device, resize_long_side=args.resize, **model_options(args)
     )
@@ -139,25 +150,48 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("catalog", help="local STAC catalogs")
     csub = p.add_subparsers(dest="catalog_command", required=True)
     add = csub.add_parser("add", help="turn a local GeoTIFF into a STAC item in a catalog folder")
-    add.add_argument("image")
+    add.add_argument("image", help="GeoTIFF (or PNG/JPEG with --crs and --bounds) to add")
     add.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
     add.add_argument("--datetime", help="acquisition time (ISO 8601); default: TIFF tag or mtime")
-    add.add_argument("--collection", default="local")
+    add.add_argument("--collection", default="local", help="the item's STAC collection")
     add.add_argument("--overwrite", action="store_true", help="replace an item with the same id")
-    add.set_defaults(handler=_run_catalog_add)
+    add.add_argument(
+        "--crs",
+        help="for an image without georeference: its CRS, e.g. EPSG:25832 (with --bounds; a "
+        "georeferenced GeoTIFF copy is written into the catalog folder)",
+    )
+    add.add_argument("--bounds", help="with --crs: the image's extent W,S,E,N in --crs units")
+    add.set_defaults(handler=_run_catalog_add, param_flags={"catalog_dir": "--catalog"})
 
 
 def _run_catalog_add(args: argparse.Namespace) -> int:
+    import json
+
     from terrawatch.tasks.core.local_item import add_local_item
 
+    image = args.image
+    if args.crs or args.bounds:
+        if not (args.crs and args.bounds):
+            raise InputError("--crs and --bounds go together: give both, or neither")
+        from terrawatch.tasks.core.georeference import georeferenced_copy
+
+        image = georeferenced_copy(image, args.crs, args.bounds, args.catalog, args.overwrite)
     path = add_local_item(
-        args.image,
+        image,
         args.catalog,
         datetime=args.datetime,
         collection=args.collection,
         overwrite=args.overwrite,
     )
+    item = json.loads(path.read_text())
+    aoi = ",".join(f"{value:.6f}" for value in item["bbox"])
+    day = item["properties"]["datetime"][:10]
     print(f"wrote {path}")
+    print(f"bbox (W,S,E,N in degrees): {aoi}")
+    print(
+        f"next: terrawatch landcover --catalog {args.catalog} --collections {item['collection']}"
+        f" --aoi {aoi} --start {day} --end {day} --classes ... --store cube.zarr"
+    )
     return 0
 
 
@@ -168,22 +202,43 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
         handler=_run_weights_list
     )
     fetch = wsub.add_parser("fetch", help="download a checkpoint into the weights directory")
-    fetch.add_argument("name", nargs="+")
+    fetch.add_argument("name", nargs="+", help="registry names, as `weights list` shows them")
     fetch.set_defaults(handler=_run_weights_fetch)
 
 
 def _run_weights_list(args: argparse.Namespace) -> int:
-    from terrawatch.models.hf_weights import HF_REGISTRY, is_model_dir
-    from terrawatch.models.weights import REGISTRY, weights_dir
+    """Each known checkpoint, where it is and whether it is usable (whole, and the published
+    file where the registry knows its checksum); a corrupt one fails the command."""
+    from terrawatch.errors import WeightsCorruptError
+    from terrawatch.models.hf_weights import HF_REGISTRY, WEIGHTS_FILE, is_model_dir
+    from terrawatch.models.weights import REGISTRY, file_sha256, weights_dir
+    from terrawatch.models.weights_check import weights_file_problem
 
+    corrupt: list[str] = []
     for entry in REGISTRY.values():
         path = weights_dir() / entry.filename
-        state = "present" if path.is_file() else "missing"
-        print(f"{entry.name:32s} {state:8s} {path}  ({entry.size}; {entry.description})")
+        state, note = ("present", "") if path.is_file() else ("missing", "")
+        problem = weights_file_problem(path) if path.is_file() else None
+        if problem:
+            state, note = "corrupt", f"  {problem}"
+            corrupt.append(entry.name)
+        elif state == "present" and entry.sha256_prefix:
+            if not file_sha256(path).startswith(entry.sha256_prefix):
+                note = "  not the published file (its SHA-256 differs from the registry's)"
+        print(f"{entry.name:32s} {state:8s} {path}  ({entry.size}; {entry.description}){note}")
     for hf in HF_REGISTRY.values():  # change detection: Hugging Face model folders
         path = weights_dir() / hf.name
-        state = "present" if is_model_dir(path) else "missing"
-        print(f"{hf.name:32s} {state:8s} {path}/  ({hf.size}; {hf.description})")
+        state, note = ("present", "") if is_model_dir(path) else ("missing", "")
+        problem = weights_file_problem(path / WEIGHTS_FILE) if state == "present" else None
+        if problem:
+            state, note = "corrupt", f"  {WEIGHTS_FILE}: {problem}"
+            corrupt.append(hf.name)
+        print(f"{hf.name:32s} {state:8s} {path}/  ({hf.size}; {hf.description}){note}")
+    if corrupt:
+        raise WeightsCorruptError(
+            f"corrupt weights: {', '.join(corrupt)} (see the list above). To fix: delete them "
+            f"and run `terrawatch weights fetch {' '.join(corrupt)}`"
+        )
     return 0
 
 
@@ -213,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"terrawatch {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_segment(sub)
     _add_catalog(sub)
     _add_weights(sub)
@@ -231,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_command(sub)
     add_export_command(sub)
     _add_output_options(sub)
+    from terrawatch.flows.cli_help import finish_help
+
+    finish_help(parser)
     return parser
 
 
@@ -263,18 +321,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     line, ``terrawatch COMMAND: error: MESSAGE``, and its ``exit_code`` returned; any other
     exception is a bug and propagates with its traceback.
     """
+    from terrawatch.flows.cli_failures import user_error_tracebacks_hidden
+    from terrawatch.flows.cli_words import command_flags, in_user_words, typed_values
     from terrawatch.flows.console import configure_output
     from terrawatch.flows.interrupt import exit_on_signals
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    if args.command is None:  # `terrawatch` alone: the commands, one line each
+        from terrawatch.flows.cli_help import command_list
+
+        print(command_list(parser))
+        return 0
     try:
         configure_output(args)
-        with exit_on_signals(args.command, getattr(args, "store", None)):
+        with (
+            exit_on_signals(args.command, getattr(args, "store", None)),
+            user_error_tracebacks_hidden(debug=args.debug),
+        ):
             return args.handler(args)
     except TerrawatchError as err:
-        message = " ".join(str(err).split())  # one line, whatever the message holds
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        flags = command_flags(parser, argv)
+        message = in_user_words(str(err), flags, typed_values(argv, flags))
+        message = " ".join(message.split())  # one line, whatever the message holds
         print(f"terrawatch {args.command}: error: {message}", file=sys.stderr)
         return err.exit_code
+
+
+def add_debug_option(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--debug`` before or after the command: a user's error shows its traceback too."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="on an error: print its traceback and Prefect's reports of it as well",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_debug_option(sub, top=False)
 
 
 if __name__ == "__main__":

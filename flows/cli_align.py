@@ -58,7 +58,7 @@ def add_align_command(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, SarInputOptions, "sar")
     add_option_group(p, RunOptions, "run")
-    p.set_defaults(handler=run_align_command)
+    p.set_defaults(handler=run_align_command, param_flags=ALIGN_FLAGS)
 
 
 def run_align_command(args: argparse.Namespace) -> int:

@@ -147,6 +147,9 @@ def check_store_path(store: str, option: str = "--store") -> None:
             f"{option} {store!r}: {str(existing)!r} is a file; give a folder path for the Zarr "
             "store (it is created if missing) or an fsspec URL"
         )
+    from terrawatch.flows.store_checks import check_store_folder
+
+    check_store_folder(path, existing, f"{option} {store!r}")
 
 
 def _argument(name: str, field: FieldInfo) -> tuple[str, dict[str, Any]]:

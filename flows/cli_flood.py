@@ -54,8 +54,14 @@ def add_flood_command(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, TilingOptions, "tiling")
     add_option_group(p, FloodModelOptions, "model")
     add_option_group(p, FloodOutputOptions, "outputs")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the scenes, grid, tiles, weights and a time estimate; load, start and write "
+        "nothing",
+    )
     add_option_group(p, RunOptions, "run")
-    p.set_defaults(handler=run_flood_command)
+    p.set_defaults(handler=run_flood_command, param_flags=FLAGS)
 
 
 def flood_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,5 +96,15 @@ def run_flood_command(args: argparse.Namespace) -> int:
     check_store_path(args.store)
     validated_params(flood, params, FLAGS)
     inputs = flood_inputs(**params)
+    if args.dry_run:
+        from terrawatch.flows import cli_dry_run as dry
+
+        tiling, grid = params["tiling"], params["grid"]
+        layout = dry.grid_of(inputs.post.items, args.aoi, grid.resolution, grid.crs)
+        scenes = [(" pre-event", inputs.pre), (" post-event", inputs.post)]
+        return dry.report(
+            "flood", scenes, layout, tiling.chunk, tiling.halo, args.store,
+            inputs.windows.event, dry.flood_weights(params["model"], params["search"].optical),
+        )  # fmt: skip
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(flood, params, address, args.store, inputs.windows.event, "flood")

@@ -36,6 +36,12 @@ def add_flow_commands(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, TilingOptions, "tiling")
     add_option_group(p, ModelOptions, "model")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the scenes, grid, tiles, weights and a time estimate; load, start and write "
+        "nothing",
+    )
     add_option_group(p, RunOptions, "run")
     p.set_defaults(handler=run_landcover_command)
 
@@ -65,6 +71,16 @@ def run_landcover_command(args: argparse.Namespace) -> int:
     params = landcover_params(args)
     check_store_path(args.store)
     validated_params(landcover, params)
-    landcover_inputs(**params)
+    inputs = landcover_inputs(**params)
+    if args.dry_run:
+        from terrawatch.flows import cli_dry_run as dry
+
+        tiling, grid = params["tiling"], params["grid"]
+        return dry.report(
+            "landcover", [("", inputs.scenes)],
+            dry.grid_of(inputs.scenes.items, args.aoi, grid.resolution, grid.crs),
+            tiling.chunk, tiling.halo, args.store, inputs.start,
+            dry.segmenter_weights(params["model"]),
+        )  # fmt: skip
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(landcover, params, address, args.store, args.start, "land cover")

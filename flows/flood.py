@@ -21,6 +21,7 @@ from terrawatch.flows.options import (
 )
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
+from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.core.catalog import SearchResult, default_sar_collections
 from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
@@ -124,7 +125,11 @@ def flood_inputs(
         )  # fmt: skip
     if search.landcover_cube:
         check_landcover_cube(search.landcover_cube)
-    members = flood_members(model, search.optical)
+    if model.method == "auto":  # probes each member's weights: a missing file is no error
+        members = flood_members(model, search.optical)
+    else:
+        with all_missing_weights():  # every missing file named in one error
+            members = flood_members(model, search.optical)
     spec = FloodSpec(
         model.spec(classes) if "alignearth" in members else None,
         water,

@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
+from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
 from terrawatch.tasks.core.cube_products import describe_cube_task, write_overviews_task
 from terrawatch.tasks.core.defaults import check_chunk
@@ -78,7 +79,8 @@ def landcover_inputs(
     scenes = find(
         search.catalog, aoi, start, end, search.collections, search.max_cloud, search.max_items
     )
-    model.resolve_weights()
+    with all_missing_weights():  # every missing file named in one error
+        model.resolve_weights()
     return LandcoverInputs(start, end, model.spec(classes), scenes)
 
 

@@ -35,7 +35,18 @@ def shared_local_api() -> Iterator[str]:
     from terrawatch.flows import interrupt
 
     server = SubprocessASGIServer()
-    server.start(timeout=settings.server.ephemeral.startup_timeout_seconds)
+    timeout = settings.server.ephemeral.startup_timeout_seconds
+    try:
+        server.start(timeout=timeout)
+    except RuntimeError as err:  # "Timed out while attempting to connect to ephemeral ..."
+        from terrawatch.errors import TerrawatchError
+
+        raise TerrawatchError(
+            f"the local Prefect API server did not start within {timeout} s ({err}); the "
+            "machine may be busy: rerun, allow it longer with "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120, or set PREFECT_API_URL to a "
+            "running Prefect server"
+        ) from err
     if server.server_process is not None:
         interrupt.watch_server(server.server_process.pid, server.stop)
     previous = os.environ.get("PREFECT_API_URL")

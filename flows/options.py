@@ -141,7 +141,7 @@ class ModelOptions(Options):
         " only for files from a trusted source)",
     )
     prob_thd: float = Field(
-        SegEarthSettings.prob_thd, description="min class probability, else bg_idx"
+        SegEarthSettings.prob_thd, description="min class probability, else --bg-idx"
     )
     bg_idx: int = Field(
         SegEarthSettings.bg_idx, description="class index for low-confidence pixels"

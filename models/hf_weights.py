@@ -14,6 +14,12 @@ from pathlib import Path
 
 from terrawatch.errors import WeightsNotFoundError
 from terrawatch.models.weights import file_sha256, is_offline, weights_dir
+from terrawatch.models.weights_check import (
+    MissingWeights,
+    check_weights_file,
+    fetch_hint,
+    note_missing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +97,49 @@ def resolve_hf_model(name: str, explicit: str | Path | None = None) -> Path:
                 f"{CONFIG_FILE} and {WEIGHTS_FILE}; pass a directory written by "
                 f"save_pretrained / downloaded from {entry.repo_id} ({_how_to_fetch(entry, path)})"
             )
+        check_model_dir(path, f"pass a complete copy of {entry.repo_id}")
         return path
     local = weights_dir() / entry.name
     if is_model_dir(local):
+        check_model_dir(local, fetch_hint(entry.name, local))
         return local
     if is_offline():
+        why = "downloads are off (offline mode)"
+        if note_missing(MissingWeights(entry.name, f"{entry.name}/", entry.size, local, why)):
+            return local
         raise WeightsNotFoundError(_missing_message(entry, local, "downloads are off (offline)"))
     try:
         return fetch(name)
-    except WeightsNotFoundError:
+    except WeightsNotFoundError as err:
+        why = f"the download failed ({' '.join(str(err.__cause__ or 'no model files').split())})"
+        if note_missing(MissingWeights(entry.name, f"{entry.name}/", entry.size, local, why)):
+            return local
         raise
     except Exception as err:  # any network/HTTP failure: one clear message
+        why = f"the download failed ({' '.join(str(err).split())})"
+        if note_missing(MissingWeights(entry.name, f"{entry.name}/", entry.size, local, why)):
+            return local
         raise WeightsNotFoundError(
             _missing_message(entry, local, f"download failed: {err}")
+        ) from err
+
+
+def check_model_dir(path: Path, fix: str) -> None:
+    """A model folder's weights are whole and its config is JSON.
+
+    Raises:
+        WeightsCorruptError: a truncated weights file or an unreadable config.
+    """
+    import json
+
+    from terrawatch.errors import WeightsCorruptError
+
+    check_weights_file(path / WEIGHTS_FILE, fix)
+    try:
+        json.loads((path / CONFIG_FILE).read_text())
+    except (ValueError, OSError) as err:
+        raise WeightsCorruptError(
+            f"{path / CONFIG_FILE} is not readable JSON ({err}). To fix: {fix}"
         ) from err
 
 

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terrawatch.errors import WeightsCorruptError, WeightsNotFoundError
+from terrawatch.models.weights_check import (
+    MissingWeights,
+    check_weights_file,
+    fetch_hint,
+    note_missing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +144,14 @@ def resolve_weights(name: str, explicit: str | Path | None = None) -> Path:
     Order: ``explicit`` path; ``<weights_dir>/<filename>``; a download into the weights
     directory (skipped when offline).
 
+    A file found is checked first (:func:`~terrawatch.models.weights_check.check_weights_file`).
+    Inside :func:`~terrawatch.models.weights_check.all_missing_weights` a missing file is noted
+    (and its would-be path returned) so that one error names every missing file.
+
     Raises:
         WeightsNotFoundError: the file is missing and could not be downloaded.
-        WeightsCorruptError: the downloaded file does not have the registry's checksum.
+        WeightsCorruptError: the file is truncated or damaged, or the downloaded file does not
+            have the registry's checksum.
     """
     entry = get_entry(name)
     if explicit is not None:
@@ -150,19 +161,25 @@ def resolve_weights(name: str, explicit: str | Path | None = None) -> Path:
                 f"weights file {str(path)!r} given for {entry.name} does not exist; "
                 f"pass the path of {entry.filename} ({entry.size}), downloadable from {entry.url}"
             )
+        check_weights_file(path, f"pass a complete copy of {entry.filename} ({entry.size})")
         return path
     local = weights_dir() / entry.filename
     if local.is_file():
+        check_weights_file(local, fetch_hint(entry.name, local))
         return local
     if is_offline():
-        raise WeightsNotFoundError(
-            _missing_message(entry, local, "downloads are off (offline mode)")
-        )
+        why = "downloads are off (offline mode)"
+        if note_missing(MissingWeights(entry.name, entry.filename, entry.size, local, why)):
+            return local
+        raise WeightsNotFoundError(_missing_message(entry, local, why))
     try:
         return _download(entry)
     except WeightsCorruptError:
         raise
     except Exception as err:  # any network/HTTP/checksum failure: one clear message
+        why = f"the download failed ({' '.join(str(err).split())})"
+        if note_missing(MissingWeights(entry.name, entry.filename, entry.size, local, why)):
+            return local
         raise WeightsNotFoundError(
             _missing_message(entry, local, f"download failed: {err}")
         ) from err

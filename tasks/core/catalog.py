@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -458,14 +459,26 @@ def _network_errors(url: str) -> Iterator[None]:
         while cause is not None:
             if isinstance(cause, requests.ConnectionError | requests.Timeout):
                 raise CatalogUnreachableError(
-                    f"Could not reach the STAC catalog {url!r}: {cause}. Check the URL and the "
-                    f"network. {_OFFLINE_HINT}"
+                    f"Could not reach the STAC catalog {url!r}: {_network_reason(cause)}. Check "
+                    f"the URL and the network. {_OFFLINE_HINT}"
                 ) from err
             cause = cause.__cause__ or cause.__context__
         raise CatalogUnreachableError(
             f"The STAC catalog {url!r} answered with an error: {err}. Check the URL; if it is "
             f"right, the service may be down: try again later. {_OFFLINE_HINT}"
         ) from err
+
+
+def _network_reason(err: BaseException) -> str:
+    """The socket's reason (``Connection refused``, ``Name or service not known``, a timeout)
+    from urllib3's nested wrappers, else the error's own text."""
+    text = str(err)
+    reasons = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if reasons:
+        return reasons[-1].strip()
+    if "timed out" in text.lower():
+        return "the connection timed out"
+    return text
 
 
 def _open_client(url: str, modifier: Callable[[Any], Any] | None) -> Any:

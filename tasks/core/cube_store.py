@@ -274,11 +274,12 @@ def check_store_matches(
         diffs.append(f"shape (y, x) {tuple(data.shape[1:])!r} vs {tuple(grid.shape)!r}")
     stored_chunk = tuple(data.encoding.get("chunks", ()))[1:]
     if stored_chunk != (chunk, chunk):
-        diffs.append(f"chunk {stored_chunk!r} vs {(chunk, chunk)!r}")
+        shown = stored_chunk[0] if len(set(stored_chunk)) == 1 else stored_chunk
+        diffs.append(f"--chunk {shown} vs {chunk}")
     stored = [(c["name"], tuple(c["synonyms"])) for c in ds.attrs.get("classes", [])]
     wanted = list(zip(classes.names, classes.synonyms, strict=True))
-    if stored != wanted:
-        diffs.append(f"classes {stored!r} vs {wanted!r}")
+    if stored != wanted:  # in the --classes syntax the user types
+        diffs.append(f"--classes {_classes_text(stored)!r} vs {_classes_text(wanted)!r}")
     if diffs:
         raise StoreMismatchError(
             f"existing {kind.label} {store!r} does not match this run (store vs requested): "
@@ -286,6 +287,11 @@ def check_store_matches(
             + ". Write to a new store (--store), or rerun with the store's grid, chunk and classes "
             "(its 'grid' and 'classes' attributes)."
         )
+
+
+def _classes_text(classes: list[tuple[str, tuple[str, ...]]]) -> str:
+    """``water|river,building``: names with their synonyms, as ``--classes`` takes them."""
+    return ",".join("|".join(dict.fromkeys((name, *synonyms))) for name, synonyms in classes)
 
 
 def _resume(

@@ -63,7 +63,7 @@ def test_align_command_trains_offline_and_prints_the_summary(
 def test_negative_max_days_is_a_usage_error(main, catalog, tiny_clip_path, tmp_path, capsys):
     code = main(_args(catalog, tmp_path / "out", tiny_clip_path, "--max-days", "-1"))
     assert code == 2
-    assert "max_days must be a number >= 0 (days), got -1.0" in capsys.readouterr().err
+    assert "--max-days must be a number >= 0 (days), got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -88,7 +88,7 @@ def test_zero_steps_is_a_usage_error(main, catalog, tiny_clip_path, tmp_path, ca
 def test_no_pair_within_max_days_is_no_scenes(main, catalog, tiny_clip_path, tmp_path, capsys):
     code = main(_args(catalog, tmp_path / "out", tiny_clip_path, "--max-days", "0.5"))
     assert code == 3  # NoScenesError
-    assert "no optical/SAR pair within max_days=0.5" in capsys.readouterr().err
+    assert "no optical/SAR pair within --max-days 0.5" in capsys.readouterr().err
 
 
 def test_missing_teacher_weights_is_weights_not_found(main, catalog, tmp_path, capsys):

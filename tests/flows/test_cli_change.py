@@ -73,7 +73,7 @@ def test_missing_aoi_without_a_land_cover_cube_is_a_usage_error(
     tmp_path, catalog, tiny_model_files, capsys
 ):
     assert main(_args(catalog, tmp_path / "x.zarr", tiny_model_files, **{"--aoi": None})) == 2
-    assert "give aoi and classes (or from_cube" in capsys.readouterr().err
+    assert "give aoi and classes (or --from-cube" in capsys.readouterr().err
 
 
 def test_only_one_period_is_a_usage_error(tmp_path, catalog, tiny_model_files, capsys):

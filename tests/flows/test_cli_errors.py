@@ -167,7 +167,7 @@ def test_a_model_setting_refused_is_one_line_before_any_work(tmp_path, capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "batch_size must be >= 1, got 0" in err
+    assert "--batch-size must be >= 1, got 0" in err
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -177,7 +177,7 @@ def test_a_chip_option_refused_is_one_line(tmp_path, capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "min_valid must be in (0, 1], got 0.0" in err
+    assert "--min-valid must be in (0, 1], got 0.0" in err
 
 
 @flow

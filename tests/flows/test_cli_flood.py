@@ -74,14 +74,14 @@ def test_flood_command_writes_a_cube_offline(
 def test_bad_event_date_is_a_usage_error(main, tmp_path, catalog, capsys):
     code = main(_args(catalog, tmp_path / "x.zarr", **{"--date": "2024-13-40"}))
     assert code == 2
-    assert "event_date must be an ISO date" in capsys.readouterr().err
+    assert "--date must be an ISO date" in capsys.readouterr().err
     assert not (tmp_path / "x.zarr").exists()
 
 
 def test_unknown_water_class_is_a_usage_error(main, tmp_path, catalog, capsys):
     code = main(_args(catalog, tmp_path / "x.zarr", **{"--water-classes": "sea"}))
     assert code == 2
-    assert "water_classes ['sea'] are not among the classes" in capsys.readouterr().err
+    assert "--water-classes ['sea'] are not among the classes" in capsys.readouterr().err
 
 
 def test_no_scenes_after_the_event_is_a_clear_error(main, tmp_path, catalog, capsys):

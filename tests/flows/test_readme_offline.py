@@ -94,11 +94,12 @@ def test_readme_offline_catalog_and_landcover_commands_run_as_written(tmp_path, 
     add = [str(orthophoto) if arg == "my_orthophoto.tif" else arg for arg in add]
     added = _run(add, tmp_path, env, timeout=120)
     assert added.returncode == 0, added.stderr
-    item_path = Path(added.stdout.strip().removeprefix("wrote "))
+    item_path = Path(added.stdout.splitlines()[0].removeprefix("wrote "))
     assert item_path.parent == tmp_path / "catalog"
     item = json.loads(item_path.read_text())
     assert item["properties"]["datetime"].startswith("2024-06-01")
     west, south, east, north = item["bbox"]
+    assert f"--aoi {','.join(f'{v:.6f}' for v in item['bbox'])} " in added.stdout  # printed
     # a bbox a little inside the image, so the whole area has pixels
     dx, dy = (east - west) / 4, (north - south) / 4
     aoi = f"{west + dx:.6f},{south + dy:.6f},{east - dx:.6f},{north - dy:.6f}"

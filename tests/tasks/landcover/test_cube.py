@@ -256,8 +256,8 @@ _OTHER_CLASSES = parse_class_names(["background", "bare land", "water,river"])
         (_OTHER_GRID, CLASSES, CHUNK, r"CRS 'EPSG:32629' vs 'EPSG:32630'"),
         (_SHIFTED, CLASSES, CHUNK, r"transform \[10.0, 0.0, 500000.0"),
         (_BIGGER, CLASSES, CHUNK, r"shape \(y, x\) \(300, 250\) vs \(300, 300\)"),
-        (GRID, _OTHER_CLASSES, CHUNK, r"classes .*'bareland'"),
-        (GRID, CLASSES, 64, r"chunk \(128, 128\) vs \(64, 64\)"),
+        (GRID, _OTHER_CLASSES, CHUNK, r"--classes '.*' vs 'background,bare land,water\|river'"),
+        (GRID, CLASSES, 64, r"--chunk 128 vs 64"),
     ],
     ids=["crs", "transform", "shape", "classes", "chunk"],
 )
