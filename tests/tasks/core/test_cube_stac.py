@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
+import zarr
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
 from terrawatch.tasks.change.cube import CHANGE_CUBE, ChangeStep
@@ -69,7 +70,8 @@ def test_each_cube_kind_round_trips_through_pystac_and_a_local_catalog(
     assert set(collection.extra_fields["cube:variables"]) == data_vars
     for name in data_vars:
         entry = item.properties["cube:variables"][name]
-        assert entry["dimensions"] == ["time", "y", "x"] and entry["nodata"] == 255
+        fill = zarr.open_array(store, path=name, mode="r").fill_value  # -1 for CF times
+        assert entry["dimensions"] == ["time", "y", "x"] and entry["nodata"] == fill
         if "flag_values" in cube[name].attrs:
             assert entry["values"] == list(cube[name].attrs["flag_values"])
     dims = item.properties["cube:dimensions"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+import zarr
 from rasterio.features import rasterize
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
@@ -54,6 +55,11 @@ def _write_cube(
     return store
 
 
+def classes_of(store: str) -> list[dict]:
+    """The cube's class table: names, values and the palette's colours."""
+    return zarr.open_group(store, mode="r").attrs["classes"]
+
+
 def _landcover_cube(path: Path, labels: np.ndarray, grid: GridSpec = GRID) -> str:
     confidence = np.where(labels == NODATA, NODATA, 80).astype(np.uint8)
     arrays = {"landcover": labels, "confidence": confidence}
@@ -88,7 +94,8 @@ def test_cog_is_valid_with_mode_overviews_colour_table_and_class_names(tmp_path:
         assert src.nodata == NODATA
         assert src.tags()["OVERVIEW_RESAMPLING"] == "MODE"
         assert src.tags()["CLASS_3"] == "water" and src.descriptions == ("landcover",)
-        assert src.colormap(1)[3][:3] == tuple(int("33a02c"[i : i + 2], 16) for i in (0, 2, 4))
+        water = next(c["color"] for c in classes_of(store) if c["value"] == 3).lstrip("#")
+        assert src.colormap(1)[3][:3] == tuple(int(water[i : i + 2], 16) for i in (0, 2, 4))
         assert src.colormap(1)[NODATA][3] == 0
         np.testing.assert_array_equal(src.read(1), labels)
         assert src.crs.to_epsg() == 32632 and src.transform.a == RES
@@ -248,12 +255,19 @@ def test_layer_choice_errors_name_the_flag(tmp_path: Path) -> None:
 
 
 def _flood_arrays() -> dict[str, np.ndarray]:
+    """Normal water in columns 20..59, water after the event in 20..119: flooded 60..119."""
     arrays = {}
     for side, stop in (("pre", 60), ("post", 120)):
         water = np.zeros(GRID.shape, np.uint8)
         water[:, 20:stop] = 1
         arrays[f"water_{side}"], arrays[f"source_{side}"] = water, np.ones(GRID.shape, np.uint8)
-    return {**arrays, "flooded": flooded_mask(arrays["water_pre"], arrays["water_post"])}
+    arrays["observed_water"], arrays["reference_water"] = arrays["water_post"], arrays["water_pre"]
+    arrays["exclusion"] = np.zeros(GRID.shape, np.uint8)
+    arrays["likelihood"] = np.where(arrays["water_post"] == 1, 90, 10).astype(np.uint8)
+    arrays["source"] = np.ones(GRID.shape, np.uint8)  # the threshold member saw every pixel
+    arrays["observed_at"] = np.full(GRID.shape, 1_715_644_800, np.int64)  # 2024-05-14
+    flooded = flooded_mask(arrays["reference_water"], arrays["observed_water"], arrays["exclusion"])
+    return {**arrays, "flooded": flooded}
 
 
 def _change_arrays() -> dict[str, np.ndarray]:
