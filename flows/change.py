@@ -198,7 +198,7 @@ def change(
         change_tiles_task, jobs, spec, "terrawatch.tasks.change.tile:worker_detector"
     )
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
-    write_overviews_task(store, cube.time_index)  # quicklooks read them
+    write_overviews_task(store, cube.time_index, rewrite=bool(jobs))  # quicklooks read them
     published = publish_change_task(
         store, cube.time_index, grid_spec, plan.items_t1, plan.items_t2, tiling.loader
     )

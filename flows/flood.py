@@ -214,7 +214,7 @@ def flood(
     else:  # no model to warm on the workers
         tiles = flood_tiles_task.submit(jobs, spec).result()
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
-    write_overviews_task(store, cube.time_index)  # quicklooks read them
+    write_overviews_task(store, cube.time_index, rewrite=bool(jobs))  # quicklooks read them
     published = publish_flood_task(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
         outputs.min_area, plan.threshold.reference if plan.threshold else (),

@@ -148,7 +148,7 @@ def landcover(
         segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
     )
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
-    write_overviews_task(store, plan.cube.time_index)  # quicklooks read them
+    write_overviews_task(store, plan.cube.time_index, rewrite=bool(jobs))  # quicklooks read them
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)
     stac = describe_cube_task(store, tiling.stac)
     return {

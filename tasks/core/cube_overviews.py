@@ -52,16 +52,24 @@ def overview_factors(shape: tuple[int, int]) -> list[int]:
     return [2**k for k in range(1, math.ceil(math.log2(longest / OVERVIEW_MIN_SIDE)) + 1)]
 
 
-def write_overviews(store: str, time_index: int) -> list[int]:
-    """Write (or rewrite) every level of one time step; returns the factors written."""
+def write_overviews(store: str, time_index: int, rewrite: bool = True) -> list[int]:
+    """Write (or rewrite) every level of one time step; returns the factors written.
+
+    ``rewrite=False`` (a rerun that wrote no tile) writes only the levels the step lacks, so
+    rerunning a finished step changes no file of the store.
+    """
     cube = open_cube(store, mask_and_scale=False)
     factors = overview_factors((cube.sizes["y"], cube.sizes["x"]))
+    if not rewrite:
+        factors = [f for f in factors if not has_overview(store, f, time_index)]
+        if not factors:
+            return []
     step = cube.isel(time=[time_index])
     names = [n for n, v in cube.data_vars.items() if v.dims == ("time", "y", "x")]
     for factor in factors:
         level = _level(step, names, factor)
         _write_level(store, f"{GROUP}/{factor}", level, cube["time"].values[time_index])
-    _declare(store, factors, names)
+    _declare(store, overview_factors((cube.sizes["y"], cube.sizes["x"])), names)
     logger.info("overviews of %s step %d: factors %s", store, time_index, factors)
     return factors
 
