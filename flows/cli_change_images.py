@@ -42,23 +42,24 @@ def run_image_pair(args: argparse.Namespace) -> int:
     detection = read_options(args, ChangeOptions)
     model = read_options(args, ModelOptions)
     query = class_query(classes, detection.targets, detection.from_classes, detection.to_classes)
+    steps = detection.chosen_steps()  # `auto`: SAM + DINOv2 where their weights are present
     settings = ChangeSettings(
         mode=detection.mode,
         theta_deg=detection.theta,
-        rule=detection.chosen_rule(),
+        rule=detection.chosen_rule(steps.proposer),
         **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
     )
     first, second = read_pair(*args.images)
     with all_missing_weights():
         check_model_weights(args)
-        detection.resolve_weights()
+        detection.resolve_weights(steps)
     spec = ChangeSpec(
         model.spec(classes),
         settings,
-        proposer=detection.proposer,
-        proposer_weights=detection.proposer_weights,
-        comparator=detection.comparator,
-        comparator_weights=detection.comparator_weights,
+        proposer=steps.proposer,
+        proposer_weights=steps.proposer_weights,
+        comparator=steps.comparator,
+        comparator_weights=steps.comparator_weights,
     )
     names = [entry.split(",")[0] for entry in classes]
     change = detect_pair(spec, first, second)

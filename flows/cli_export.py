@@ -31,9 +31,7 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         help="variable to export (default: the cube's class variable, e.g. landcover; for "
         "vectors of a change cube 'transitions': changed regions with from/to classes)",
     )
-    p.add_argument(
-        "--time", default="latest", help="time step: its ISO date, or 'latest' (default)"
-    )
+    p.add_argument("--time", default="latest", help="time step: its ISO date, or 'latest'")
     p.add_argument("--to", required=True, help="output file; its suffix picks the format")
     p.add_argument(
         "--objects",

@@ -17,6 +17,16 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         '--classes "water|river,building|roof,road,tree|forest,cropland" --store cologne.zarr',
         "terrawatch weights list",
     ),
+    ("doctor",): (
+        "terrawatch doctor",
+        "terrawatch doctor --catalog ./catalog --json",
+    ),
+    ("export",): (
+        "terrawatch export cologne.zarr --to landcover.tif",
+        "terrawatch export cologne.zarr --var landcover --time 2024-06-01 --to polygons.gpkg "
+        "--simplify 5 --min-area 200",
+        "terrawatch export cologne.zarr --objects roads --to roads.geojson",
+    ),
     ("segment",): (
         'terrawatch segment scene.tif --classes "water|river,building,road,tree|forest" '
         "--out labels.tif --png labels.png",

@@ -40,7 +40,8 @@ def add_refine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine-classifier",
         default="fcn",
-        help="with --refine special: 'fcn' (CPU default) or 'mambahsi' (needs mamba_ssm, CUDA)",
+        help="with --refine special: 'fcn' (a small spectral-spatial CNN that runs on the CPU) or "
+        "'mambahsi' (needs mamba_ssm and CUDA)",
     )
 
 

@@ -68,7 +68,8 @@ def test_landcover_cube_keeps_the_names_and_one_cf_word_per_value(tmp_path, offl
         cwd=tmp_path, env=offline_env,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    item = json.loads(Path(tmp_path, added.stdout.split()[-1]).read_text())
+    item_path = added.stdout.splitlines()[0].removeprefix("wrote ")  # then its bbox and --aoi
+    item = json.loads(Path(tmp_path, item_path).read_text())
     west, south, east, north = item["bbox"]
     dx, dy = (east - west) / 4, (north - south) / 4
     aoi = f"{west + dx:.6f},{south + dy:.6f},{east - dx:.6f},{north - dy:.6f}"

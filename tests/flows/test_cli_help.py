@@ -85,6 +85,9 @@ def test_terrawatch_alone_lists_the_commands_one_line_each():
     assert out.returncode == 0, out.stderr
     listed = out.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     names = [line.split()[0] for line in listed]
-    assert names == ["segment", "catalog", "weights", "landcover", "change", "flood", "align-sar"]
+    assert names == [
+        "segment", "catalog", "weights", "landcover", "change", "flood", "align-sar", "doctor",
+        "export",
+    ]  # fmt: skip
     assert all(len(line.split()) > 2 for line in listed)  # each with its one line
     assert "terrawatch COMMAND --help" in out.stdout

@@ -52,7 +52,11 @@ def _tiles_done(store: Path) -> int:
         return 0
 
 
-def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, tiny_model_files):
+def start_landcover_run(
+    tmp_path: Path, tiny_model_files: dict, prefect_api: str, store: Path
+) -> tuple[subprocess.Popen, dict, dict]:
+    """A land-cover run over a local catalog in its own process group (to SIGKILL it with its
+    Dask workers); returns the process, the flow's parameters and the tiny model's files."""
     image = shared_data("optical", "oem_koeln_50.tif")
     catalog = tmp_path / "catalog"
     add_local_item(image, catalog, datetime="2024-06-01T10:00:00Z")
@@ -60,9 +64,8 @@ def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, ti
         "weights": str(tiny_model_files["clip"]),
         "upsampler_weights": str(tiny_model_files["simfeatup"]),
     }
-    killed = tmp_path / "killed.zarr"
     search = {"catalog": str(catalog), "collections": ["local"], "max_cloud": None}
-    params = dict(PARAMS, search=search, store=str(killed), model=model)
+    params = dict(PARAMS, search=search, store=str(store), model=model)
     env = dict(os.environ, PREFECT_API_URL=prefect_api, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER, json.dumps(params)],
@@ -72,6 +75,12 @@ def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, ti
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, params, model
+
+
+def test_killed_run_resumes_to_the_same_cube(run_flow, prefect_api, tmp_path, tiny_model_files):
+    killed = tmp_path / "killed.zarr"
+    proc, params, model = start_landcover_run(tmp_path, tiny_model_files, prefect_api, killed)
     try:
         deadline = time.monotonic() + 300
         while _tiles_done(killed) < 2 and time.monotonic() < deadline and proc.poll() is None:

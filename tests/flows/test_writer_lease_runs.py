@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,10 +14,8 @@ import zarr
 
 from terrawatch.flows.landcover import ModelOptions, landcover
 from terrawatch.tasks.core.lease_files import LEASE_SUFFIX
-from terrawatch.tasks.core.local_item import add_local_item
 from terrawatch.tasks.core.writer_lease import WriterLeaseError
-from tests.conftest import REPO, shared_data
-from tests.flows.test_resume import PARAMS, RUNNER, _tiles_done
+from tests.flows.test_resume import _tiles_done, start_landcover_run
 
 pytestmark = pytest.mark.slow
 
@@ -27,25 +23,8 @@ pytestmark = pytest.mark.slow
 def test_second_run_is_refused_then_takes_over_from_a_killed_run(
     run_flow, prefect_api, tmp_path, tiny_model_files, monkeypatch
 ):
-    image = shared_data("optical", "oem_koeln_50.tif")
-    catalog = tmp_path / "catalog"
-    add_local_item(image, catalog, datetime="2024-06-01T10:00:00Z")
-    model = {
-        "weights": str(tiny_model_files["clip"]),
-        "upsampler_weights": str(tiny_model_files["simfeatup"]),
-    }
     store = tmp_path / "cube.zarr"
-    search = {"catalog": str(catalog), "collections": ["local"], "max_cloud": None}
-    params = dict(PARAMS, search=search, store=str(store), model=model)
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, PYTHONPATH=str(REPO))
-    first = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, json.dumps(params)],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first, params, model = start_landcover_run(tmp_path, tiny_model_files, prefect_api, store)
     try:
         deadline = time.monotonic() + 300
         while _tiles_done(store) < 1 and time.monotonic() < deadline and first.poll() is None:
