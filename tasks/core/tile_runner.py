@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +32,7 @@ from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.lost_workers import LostWorkerLog
+from terrawatch.tasks.core.run_watch import RunStoppedError, RunWatch, tile_keys
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
     release_free_heap,
@@ -265,9 +267,10 @@ def run_tiles(
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage summed
         over the written tiles (``read``, ``wait``, ``model``, ``write``).
     """
-    from distributed import as_completed, worker_client
+    from distributed import worker_client
     from prefect import get_run_logger
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect.runtime import flow_run
 
     if not jobs:
         return {"statuses": {}, "stage_seconds": {}}
@@ -279,16 +282,48 @@ def run_tiles(
         lambda percent: update_progress_artifact(artifact, percent),
     )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
+    run_id = str(flow_run.get_id() or "")
+    watch = RunWatch(run_id, getattr(jobs[0], "store", None), getattr(jobs[0], "lease", None))
     with worker_client() as client, LostWorkerLog(client, run_logger.warning, label) as lost:
         futures = client.map(
-            run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
+            run_tuned,
+            jobs,
+            tile_fn=tile_fn,
+            spec=spec,
+            key=tile_keys(run_id, len(jobs)),
+            resources=resources,
         )
         lost.track(futures)
-        for future in as_completed(futures):
-            progress.tile_done(future.result())
+        try:
+            _collect(futures, progress, watch)
+        except RunStoppedError as stopped:
+            client.cancel(futures, reason=str(stopped))
+            run_logger.warning("%s: %d tiles cancelled", stopped, progress.total - progress.done)
+            raise
+        finally:
+            watch.close()
         # the heap a run's tiles freed goes back to the OS once, when the workers fall idle
         client.run(release_free_heap, on_error="ignore")
     return {"statuses": progress.statuses, "stage_seconds": progress.stage_seconds}
+
+
+def _collect(futures: list[Any], progress: TileProgress, watch: RunWatch) -> None:
+    """Count the tiles as they finish; raise RunStoppedError when ``watch`` says stop."""
+    from distributed import wait
+
+    pending = set(futures)
+    while pending:
+        try:
+            done, pending = wait(pending, watch.every_seconds, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except CancelledError as error:  # a cancellation or crash hook cancelled them
+            raise RunStoppedError(f"tiles cancelled from outside the run: {error}") from None
+        for future in done:
+            progress.tile_done(future.result())
+        stopped = watch.stop_reason() if pending else None
+        if stopped is not None:
+            raise stopped
 
 
 def tile_windows(
