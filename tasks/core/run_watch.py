@@ -83,6 +83,10 @@ class RunWatch:
         """Why to stop, or None; looks at most every ``every_seconds`` (else None)."""
         if not self.due():
             return None
+        return self.look()
+
+    def look(self) -> RunStoppedError | None:
+        """Why to stop, or None: one read of the run's state and one of its lease, now."""
         self._next = self._clock() + self.every_seconds
         state = self._run_state()
         if state is not None and not state.is_running():
