@@ -20,6 +20,7 @@ from terrawatch.flows.options import (
     ModelOptions,
     SearchOptions,
 )
+from terrawatch.flows.run_hooks import RUN_STOP_HOOKS
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import ClassNames, parse_class_names
 from terrawatch.models.weights_check import all_missing_weights
@@ -126,7 +127,7 @@ def _log_step_choice(steps: StepChoice, in_flow: bool) -> None:
         logging.getLogger(__name__).info(message)
 
 
-@flow(name="change", task_runner=dask_task_runner())
+@flow(name="change", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
 @holds_writer_lease
 def change(
     aoi: str | list[float] | dict[str, Any] | None = None,

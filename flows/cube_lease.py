@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from terrawatch.tasks.core.run_watch import RunStoppedError
 from terrawatch.tasks.core.writer_lease import WriterLease, writer_lease
 
 _HELD: ContextVar[dict[str, WriterLease] | None] = ContextVar(
@@ -65,6 +66,14 @@ def _call_holding_lease(
         reset = _HELD.set({**(_HELD.get() or {}), store: lease})
         try:
             return fn(*args, **kwargs)
+        except RunStoppedError as stopped:
+            if not stopped.cancelled:
+                raise
+            from prefect.states import Cancelled
+
+            # the run was cancelled through the API while its tiles were written: it ends
+            # Cancelled, as asked, not Failed (a terminal Cancelled may still become Failed)
+            return Cancelled(message=str(stopped))
         finally:
             _HELD.reset(reset)
 

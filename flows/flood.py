@@ -19,6 +19,7 @@ from terrawatch.flows.options import (
     SarInputOptions,
     TilingOptions,
 )
+from terrawatch.flows.run_hooks import RUN_STOP_HOOKS
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.classes import parse_class_names
 from terrawatch.models.weights_check import all_missing_weights
@@ -146,7 +147,7 @@ def flood_inputs(
     return FloodInputs(window, spec, composite, pre, post, *optical, reference=reference)
 
 
-@flow(name="flood", task_runner=dask_task_runner())
+@flow(name="flood", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
 @holds_writer_lease
 def flood(
     aoi: str | list[float] | dict[str, Any],

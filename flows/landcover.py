@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 
 from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
 from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
+from terrawatch.flows.run_hooks import RUN_STOP_HOOKS
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.weights_check import all_missing_weights
 from terrawatch.tasks.core.catalog import SearchResult, search_items, search_items_task
@@ -84,7 +85,7 @@ def landcover_inputs(
     return LandcoverInputs(start, end, model.spec(classes), scenes)
 
 
-@flow(name="landcover", task_runner=dask_task_runner())
+@flow(name="landcover", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
 @holds_writer_lease
 def landcover(
     aoi: str | list[float] | dict[str, Any],

@@ -19,8 +19,11 @@ Progress is still logged as tiles finish (count, tiles/s, Mpx/s; at most every
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +34,7 @@ from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.lost_workers import LostWorkerLog
+from terrawatch.tasks.core.run_watch import RunStoppedError, RunWatch, tile_keys
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
     release_free_heap,
@@ -265,9 +269,10 @@ def run_tiles(
         ``statuses``: tile counts per status; ``stage_seconds``: wall seconds per stage summed
         over the written tiles (``read``, ``wait``, ``model``, ``write``).
     """
-    from distributed import as_completed, worker_client
+    from distributed import worker_client
     from prefect import get_run_logger
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect.runtime import flow_run
 
     if not jobs:
         return {"statuses": {}, "stage_seconds": {}}
@@ -279,16 +284,69 @@ def run_tiles(
         lambda percent: update_progress_artifact(artifact, percent),
     )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
+    run_id = str(flow_run.get_id() or "")
+    watch = RunWatch(run_id, getattr(jobs[0], "store", None), getattr(jobs[0], "lease", None))
     with worker_client() as client, LostWorkerLog(client, run_logger.warning, label) as lost:
         futures = client.map(
-            run_tuned, jobs, tile_fn=tile_fn, spec=spec, pure=False, resources=resources
+            run_tuned,
+            jobs,
+            tile_fn=tile_fn,
+            spec=spec,
+            key=tile_keys(run_id, len(jobs)),
+            resources=resources,
         )
         lost.track(futures)
-        for future in as_completed(futures):
-            progress.tile_done(future.result())
+        try:
+            _collect(client, futures, progress, watch)
+        except RunStoppedError as stopped:
+            client.cancel(futures, reason=str(stopped))
+            run_logger.warning("%s: %d tiles cancelled", stopped, progress.total - progress.done)
+            raise
+        finally:
+            watch.close()
         # the heap a run's tiles freed goes back to the OS once, when the workers fall idle
         client.run(release_free_heap, on_error="ignore")
     return {"statuses": progress.statuses, "stage_seconds": progress.stage_seconds}
+
+
+def _collect(client: Any, futures: list[Any], progress: TileProgress, watch: RunWatch) -> None:
+    """Count the tiles as they finish; cancel them and raise RunStoppedError when ``watch`` says
+    stop.
+
+    ``as_completed``, not a polling ``wait``: a ``wait`` per finished tile costs a pass over all
+    pending futures, quadratic in a run's thousands of tiles. The watch runs in a thread of its
+    own and cancels the futures, which ``as_completed`` then hands back cancelled.
+    """
+    from distributed import as_completed
+
+    done, stopped = threading.Event(), []
+
+    def look() -> None:
+        while not done.wait(watch.every_seconds):
+            reason = watch.look()
+            if reason is not None:
+                stopped.append(reason)
+                client.cancel(futures, reason=str(reason))
+                return
+
+    # in this task's context: Prefect's settings (the API URL) live in context variables
+    context = contextvars.copy_context()
+    watcher = threading.Thread(target=context.run, args=(look,), name="run watch", daemon=True)
+    watcher.start()
+    try:
+        for future in as_completed(futures):
+            if stopped:
+                raise stopped[0]
+            try:
+                result = future.result()
+            except CancelledError as error:  # by the watch, or a cancellation or crash hook
+                if stopped:
+                    raise stopped[0] from None
+                raise RunStoppedError(f"tiles cancelled from outside the run: {error}") from None
+            progress.tile_done(result)
+    finally:
+        done.set()
+        watcher.join()
 
 
 def tile_windows(

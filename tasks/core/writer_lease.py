@@ -357,3 +357,21 @@ def _heartbeat(lease: WriterLease, stop: threading.Event) -> None:
                 return
         except Exception as error:  # storage hiccup: the next beat tries again
             lease.log.warning("writer lease heartbeat of %s failed: %s", lease.files.url, error)
+
+
+def release_run_lease(store: str, run_id: str) -> bool:
+    """Release the lease of ``store`` if flow run ``run_id`` holds it, from any process.
+
+    What a cancellation or crash hook calls: the run's own process may be gone, and its tiles
+    on the Dask workers refuse to write once the lease is released (:func:`check_writer_token`).
+
+    Returns:
+        True if a live lease of that run was released.
+    """
+    files = LeaseFiles(store)
+    gens = files.generations()
+    record = _decode(files.read(gens[-1])) if gens else None
+    if record is None or not run_id or record.run_id != run_id or record.released:
+        return False
+    files.replace(record.generation, _encode(_replace(record, released=True, expires=time.time())))
+    return True

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from terrawatch.tasks.core.run_watch import TILE_KEY_PREFIX
 from tests.deploy.conftest import LANDCOVER
 from tests.deploy.test_fault import _tiles_done
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 def _tile_worker(running: dict[str, list[str]]) -> str | None:
     """A worker running tiles but not the task that submitted them (that one logs the loss)."""
     for worker, keys in running.items():
-        tiles = any(k.startswith("run_tuned-") for k in keys)
+        tiles = any(k.startswith(TILE_KEY_PREFIX) for k in keys)
         if tiles and not any(k.startswith("segment_tiles-") for k in keys):
             return worker
     return None
