@@ -55,7 +55,7 @@ def landcover_inputs(
     search: SearchOptions = SearchOptions(),
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
-    model: ModelOptions = ModelOptions(),
+    model: LandcoverModelOptions = LandcoverModelOptions(),
     *,
     today: date | None = None,
     tasks: bool = False,
@@ -162,7 +162,8 @@ def landcover(
         from terrawatch.flows.landcover_special import run_special
 
         tiles = run_special(plan, inputs.spec, store, halo=tiling.halo, loader=tiling.loader,
-                            lease=writer_token(store), log=logger)  # fmt: skip
+                            lease=writer_token(store), log=logger,
+                            epochs=model.refine_epochs)  # fmt: skip
     else:
         tiles = run_tile_task(
             segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"

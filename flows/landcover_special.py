@@ -35,9 +35,14 @@ def run_special(
     loader: str,
     lease: str | None,
     log: Any,
-    settings: SpecialSettings | None = None,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Both passes and the training of one time step; returns the tile task's summary."""
+    """Both passes and the training of one time step; returns the tile task's summary.
+
+    ``epochs`` (default SPECIAL's) shortens the training; the first half stays warm-up, as in
+    the reference (5 of 10).
+    """
+    settings = SpecialSettings(epochs=epochs, warmup_epochs=epochs // 2) if epochs else None
     cube = plan.cube
     if not cube.todo:
         return {"statuses": {}, "stage_seconds": {}}

@@ -197,6 +197,12 @@ class LandcoverModelOptions(ModelOptions):
         "time step from the zero-shot labels of all tiles, on every 10/20 m band; the cube keeps "
         "the zero-shot map as landcover_zero_shot)",
     )
+    refine_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="with --refine special: training epochs, the first half warm-up (default: "
+        "SPECIAL's 10); fewer train faster on large scenes",
+    )
     factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
         None, description="'package.module:callable' building your own segmenter (ModelSpec)"
     )
