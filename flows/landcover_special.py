@@ -18,6 +18,7 @@ from terrawatch.tasks.landcover.special import (
     create_scratch,
     record_refinement,
     refine_tiles_task,
+    remove_scratch,
     special_jobs,
     train_scene_task,
     zero_shot_tiles_task,
@@ -61,4 +62,5 @@ def run_special(
     todo = [job for job in everywhere if job.tile in set(cube.todo)]
     tiles = refine_tiles_task.submit(todo, trained, gpu=gpu_workers_expected()).result()
     record_refinement(store, cube.time_index, provenance)
+    remove_scratch(scratch)
     return tiles

@@ -146,7 +146,8 @@ def spectral_bands(item: dict) -> SpectralBands:
 
 
 def scratch_path(store: str, time_index: int) -> str:
-    """The zero-shot pass's scratch Zarr store beside the cube (one per time step)."""
+    """The zero-shot pass's scratch Zarr store beside the cube (one per time step; removed
+    once the step is written)."""
     return f"{store.rstrip('/')}.special-t{time_index}.zarr"
 
 
@@ -158,6 +159,15 @@ def create_scratch(store: str, time_index: int, grid: GridSpec, chunk: int) -> s
     group.create_array("labels", shape=grid.shape, chunks=chunks, dtype="u1", fill_value=NODATA)
     group.create_array("confidence", shape=grid.shape, chunks=chunks, dtype="f4", fill_value=np.nan)
     return path
+
+
+def remove_scratch(path: str) -> None:
+    """Drop the scratch store once the step is written (its zero-shot map is in the cube now)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(path)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
 
 
 @dataclass(frozen=True)

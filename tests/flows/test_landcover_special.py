@@ -120,6 +120,7 @@ def test_refine_special_trains_once_writes_both_maps_without_seams(run_flow, tmp
     assert record["settings"]["warmup_epochs"] == 1  # --refine-epochs 2: one warm-up epoch
     assert all(np.isfinite(epoch["loss"]) for epoch in record["history"])
     assert ds.attrs["refine"] == "special"
+    assert not list(tmp_path.glob("*.special-t*.zarr"))  # the scratch of pass 1 is gone
 
 
 def test_refine_special_with_too_few_bands_fails_before_any_work(run_flow, tmp_path):
