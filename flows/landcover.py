@@ -55,7 +55,7 @@ def landcover_inputs(
     search: SearchOptions = SearchOptions(),
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
-    model: LandcoverModelOptions = LandcoverModelOptions(),
+    model: LandcoverModelOptions | ModelOptions = LandcoverModelOptions(),
     *,
     today: date | None = None,
     tasks: bool = False,
@@ -107,7 +107,7 @@ def landcover(
     search: SearchOptions = SearchOptions(),
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
-    model: LandcoverModelOptions = LandcoverModelOptions(),
+    model: LandcoverModelOptions | ModelOptions = LandcoverModelOptions(),
 ) -> dict[str, Any]:
     """Write one time step (the period ``start``..``end``) of a land-cover cube.
 
@@ -135,6 +135,7 @@ def landcover(
         aoi, classes, start, end, period_days, store, search, grid, tiling, model,
         today=scheduled, tasks=True,
     )  # fmt: skip
+    refine = getattr(model, "refine", "none")  # a plain ModelOptions (the Python API) has none
     plan = plan_landcover_task(
         inputs.scenes,
         aoi,
@@ -147,7 +148,7 @@ def landcover(
         chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
         replace=tiling.replace,
-        refine=model.refine,
+        refine=refine,
     )
     jobs = [
         LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
@@ -158,12 +159,12 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    if model.refine == "special":
+    if refine == "special":
         from terrawatch.flows.landcover_special import run_special
 
         tiles = run_special(plan, inputs.spec, store, halo=tiling.halo, loader=tiling.loader,
                             lease=writer_token(store), log=logger,
-                            epochs=model.refine_epochs)  # fmt: skip
+                            epochs=getattr(model, "refine_epochs", None))  # fmt: skip
     else:
         tiles = run_tile_task(
             segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
