@@ -103,6 +103,8 @@ def _duration(seconds: float) -> str:
 
 def segmenter_weights(model: Any) -> list[Path]:
     """The checkpoint files of a ModelOptions group (already checked by the preflight)."""
+    if getattr(model, "factory", None):  # a plug-in segmenter finds its own files
+        return []
     from terrawatch.models.segearth import SIMFEATUP_WEIGHTS
     from terrawatch.models.weights import resolve_weights
 

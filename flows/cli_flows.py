@@ -17,7 +17,7 @@ from terrawatch.flows.cli_common import (
 )
 from terrawatch.flows.options import (
     GridOptions,
-    ModelOptions,
+    LandcoverModelOptions,
     RunOptions,
     SearchOptions,
     TilingOptions,
@@ -35,7 +35,7 @@ def add_flow_commands(sub: argparse._SubParsersAction) -> None:
     add_option_group(p, SearchOptions, "search")
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, TilingOptions, "tiling")
-    add_option_group(p, ModelOptions, "model")
+    add_option_group(p, LandcoverModelOptions, "model")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -57,7 +57,7 @@ def landcover_params(args: argparse.Namespace) -> dict[str, Any]:
         search=read_options(args, SearchOptions),
         grid=read_options(args, GridOptions),
         tiling=read_options(args, TilingOptions),
-        model=read_options(args, ModelOptions),
+        model=read_options(args, LandcoverModelOptions),
     )
 
 

@@ -10,7 +10,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
-from terrawatch.flows.options import GridOptions, ModelOptions, SearchOptions, TilingOptions
+from terrawatch.flows.options import (
+    GridOptions,
+    LandcoverModelOptions,
+    ModelOptions,
+    SearchOptions,
+    TilingOptions,
+)
 from terrawatch.flows.run_hooks import RUN_STOP_HOOKS
 from terrawatch.flows.runner import dask_task_runner, run_tile_task
 from terrawatch.models.weights_check import all_missing_weights
@@ -50,7 +56,7 @@ def landcover_inputs(
     search: SearchOptions = SearchOptions(),
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
-    model: ModelOptions = ModelOptions(),
+    model: LandcoverModelOptions | ModelOptions = LandcoverModelOptions(),
     *,
     today: date | None = None,
     tasks: bool = False,
@@ -80,6 +86,11 @@ def landcover_inputs(
     scenes = find(
         search.catalog, aoi, start, end, search.collections, search.max_cloud, search.max_items
     )
+    if getattr(model, "refine", "none") == "special":  # no bands with wavelengths: one line
+        from terrawatch.tasks.core.item_groups import best_first
+        from terrawatch.tasks.landcover.special import spectral_bands
+
+        spectral_bands(best_first(scenes.items)[0])
     with all_missing_weights():  # every missing file named in one error
         model.resolve_weights()
     return LandcoverInputs(start, end, model.spec(classes), scenes)
@@ -97,7 +108,7 @@ def landcover(
     search: SearchOptions = SearchOptions(),
     grid: GridOptions = GridOptions(),
     tiling: TilingOptions = TilingOptions(),
-    model: ModelOptions = ModelOptions(),
+    model: LandcoverModelOptions | ModelOptions = LandcoverModelOptions(),
 ) -> dict[str, Any]:
     """Write one time step (the period ``start``..``end``) of a land-cover cube.
 
@@ -112,7 +123,9 @@ def landcover(
         search: Catalog, collections and scene filters.
         grid: Output resolution and CRS (default: the sensor's GSD, the AOI's UTM zone).
         tiling: Chunk (tile) size, halo and loader.
-        model: Segmenter options.
+        model: Segmenter options; ``refine="special"`` adds the SPECIAL spectral refinement
+            (zero-shot pass, one training on all tiles, prediction pass; the zero-shot map stays
+            in the cube as ``landcover_zero_shot``).
 
     Returns:
         Store, time, tile counts, whether the step was already complete, and class areas.
@@ -123,6 +136,7 @@ def landcover(
         aoi, classes, start, end, period_days, store, search, grid, tiling, model,
         today=scheduled, tasks=True,
     )  # fmt: skip
+    refine = getattr(model, "refine", "none")  # a plain ModelOptions (the Python API) has none
     plan = plan_landcover_task(
         inputs.scenes,
         aoi,
@@ -135,6 +149,7 @@ def landcover(
         chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
         replace=tiling.replace,
+        refine=refine,
     )
     jobs = [
         LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
@@ -145,9 +160,16 @@ def landcover(
     logger.info(
         "store %s, time index %d: %d tiles to write", store, plan.cube.time_index, len(jobs)
     )
-    tiles = run_tile_task(
-        segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
-    )
+    if refine == "special":
+        from terrawatch.flows.landcover_special import run_special
+
+        tiles = run_special(plan, inputs.spec, store, halo=tiling.halo, loader=tiling.loader,
+                            lease=writer_token(store), log=logger,
+                            epochs=getattr(model, "refine_epochs", None))  # fmt: skip
+    else:
+        tiles = run_tile_task(
+            segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"
+        )
     held_lease(store).check()  # a run whose lease was taken over publishes nothing
     write_overviews_task(store, plan.cube.time_index, rewrite=bool(jobs))  # quicklooks read them
     published = publish_landcover_task(store, plan.cube.time_index, plan.grid.resolution**2)

@@ -188,6 +188,37 @@ class ModelOptions(Options):
         )
 
 
+class LandcoverModelOptions(ModelOptions):
+    """Segmenter options of a land-cover run, plus the spectral refinement."""
+
+    refine: Literal["none", "special"] = Field(
+        "none",
+        description="refine the zero-shot map: special (a spectral classifier trained once per "
+        "time step from the zero-shot labels of all tiles, on every 10/20 m band; the cube keeps "
+        "the zero-shot map as landcover_zero_shot)",
+    )
+    refine_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="with --refine special: training epochs, the first half warm-up (default: "
+        "SPECIAL's 10); fewer train faster on large scenes",
+    )
+    factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
+        None, description="'package.module:callable' building your own segmenter (ModelSpec)"
+    )
+
+    def resolve_weights(self) -> None:
+        """SegEarth-OV's checkpoints; nothing for a ``factory`` segmenter (it finds its own)."""
+        if not self.factory:
+            super().resolve_weights()
+
+    def spec(self, classes: ClassNames | list[str]) -> ModelSpec:
+        """The spec of the segmenter, a ``factory`` one included."""
+        import dataclasses
+
+        return dataclasses.replace(super().spec(classes), factory=self.factory)
+
+
 class RunOptions(Options):
     """Where the command line runs a flow (a deployment's work pool says it for deployments)."""
 

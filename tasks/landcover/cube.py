@@ -149,6 +149,7 @@ def prepare_cube(
     chunk: int = 1024,
     *,
     replace: bool = False,
+    kind: CubeKind = LANDCOVER_CUBE,
 ) -> CubePlan:
     """Create the store or add/resume a time step, and list the tiles still to write.
 
@@ -162,6 +163,8 @@ def prepare_cube(
         chunk: Tile and Zarr chunk size in pixels (1 x chunk x chunk per chunk).
         replace: Rewrite the step if the store has it (all tiles, new record); see
             :func:`~tasks.core.cube_store.prepare_step`.
+        kind: The cube's variables (``tasks.landcover.special.SPECIAL_CUBE`` adds the zero-shot
+            map of a ``--refine special`` run).
 
     Returns:
         The plan: time index, tile grid and the tiles not yet done.
@@ -172,9 +175,7 @@ def prepare_cube(
             step unfinished with other items (see ``replace``), or ends after ``step.time``. Nothing
             is written then.
     """
-    return prepare_step(
-        store, grid, classes, step, provenance, chunk, LANDCOVER_CUBE, replace=replace
-    )
+    return prepare_step(store, grid, classes, step, provenance, chunk, kind, replace=replace)
 
 
 def write_tile(

@@ -19,7 +19,7 @@ from terrawatch.tasks.core.item_groups import best_first
 from terrawatch.tasks.core.load import RGB_BANDS, check_readable
 from terrawatch.tasks.core.output_grid import default_resolution, grid_for_aoi
 from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
-from terrawatch.tasks.landcover.cube import prepare_cube
+from terrawatch.tasks.landcover.cube import LANDCOVER_CUBE, prepare_cube
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def plan_landcover(
     chunk: int,
     run_id: str | None = None,
     replace: bool = False,
+    refine: str = "none",
 ) -> RunPlan:
     """Derive the grid, check the inputs, warm the model and prepare the cube."""
     check_chunk(chunk)
@@ -58,7 +59,12 @@ def plan_landcover(
     _, bbox = parse_aoi(aoi)
     collection = items[0].get("collection", "*")
     grid = grid_for_aoi(bbox, resolution or default_resolution(collection, items[0]), crs)
-    check_readable(list(items), RGB_BANDS)
+    if refine == "special":
+        from terrawatch.tasks.landcover.special import spectral_bands
+
+        check_readable(list(items), spectral_bands(items[0]).names)
+    else:
+        check_readable(list(items), RGB_BANDS)
     model = worker_model(spec)
     classes = spec.classes
     model_info = {k: v for k, v in model.provenance().items() if k != "classes"}  # cube has them
@@ -70,7 +76,13 @@ def plan_landcover(
         dropped_items=[list(d) for d in search.dropped],
     )
     step = TimeStep(time=str(start)[:10], end=str(end)[:10], items=tuple(i["id"] for i in items))
-    cube = prepare_cube(store, grid, classes, step, provenance, chunk, replace=replace)
+    kind = LANDCOVER_CUBE
+    if refine == "special":
+        from terrawatch.tasks.landcover.special import SPECIAL_CUBE
+
+        kind = SPECIAL_CUBE
+        provenance["refine"] = "special"
+    cube = prepare_cube(store, grid, classes, step, provenance, chunk, replace=replace, kind=kind)
     logger.info(
         "grid %s %dx%d px at %g; %d of %d tiles to do",
         grid.crs,

@@ -1,0 +1,382 @@
+"""SPECIAL over a scene of many tiles: zero-shot pass, one training per time step, prediction pass.
+
+``terrawatch landcover --refine special``. A classifier trained per tile would learn each tile's
+own pseudo-label noise and disagree with its neighbours at the border (seams), so the flow runs:
+
+1. **zero-shot pass** (:func:`zero_shot_tile`, on the workers): per tile the multispectral bands
+   (:func:`spectral_bands`: every band with a centre wavelength at 10/20 m, outside the
+   water-vapour windows) on the output grid, RGB interpolated at 655/553/451 nm, two-scale
+   SegEarth-OV with BvSB confidence (:mod:`models.special.pseudo_labels`); the tile's core goes to
+   a scratch Zarr store beside the cube (:func:`scratch_path`), so a failed training step loses
+   no model work and the scratch is read back by the prediction pass.
+2. **training** (:func:`train_scene`, one process): one spectrum stretch for the whole scene
+   (a per-tile stretch would shift every tile's features), every tile's spectra, pseudo-labels
+   and confidence as one training set (:func:`models.special.training.train_special`).
+3. **prediction pass** (:data:`SPECIAL_TILE`, on the workers): the classifier rebuilt from its
+   state dict (plain numpy arrays: no pickled modules travel) predicts each tile with its halo;
+   the cube gets the refined ``landcover``/``confidence`` and the zero-shot map beside them as
+   ``landcover_zero_shot`` (class index) and ``confidence_zero_shot`` (100 x BvSB margin).
+
+The training step holds the whole scene's spectra in memory (bands x pixels x 4 bytes): fine
+for the AOIs of a land-cover run on one machine; a country-size scene needs more memory there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from terrawatch.errors import InputError
+from terrawatch.models.special.classifier import build_classifier
+from terrawatch.models.special.pseudo_labels import fuse_scales
+from terrawatch.models.special.spectral_rgb import (
+    RGB_PERCENTILE,
+    RGB_WAVELENGTHS_NM,
+    SPECTRUM_PERCENTILE,
+    percentile_stretch,
+    spectral_to_rgb,
+)
+from terrawatch.models.special.training import (
+    SpecialSettings,
+    SpectralTile,
+    check_pseudo_labels,
+    predict_probabilities,
+    train_special,
+)
+from terrawatch.tasks.core.bands import asset_bands, item_label
+from terrawatch.tasks.core.cube_types import NODATA, CubeVariable
+from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.core.load import read_window
+from terrawatch.tasks.core.spectral_image import ABSORPTION_WINDOWS_NM, MIN_BANDS
+from terrawatch.tasks.core.tile_runner import (
+    TileProduct,
+    TileResult,
+    TileWindow,
+    run_tile,
+    run_tiles,
+    tile_windows,
+)
+from terrawatch.tasks.core.worker_model import ModelSpec, worker_model
+from terrawatch.tasks.landcover.cube import _CONF_ATTRS, LANDCOVER_CUBE, _encode_confidence
+from terrawatch.tasks.landcover.tile import LandcoverTileJob
+
+logger = logging.getLogger(__name__)
+
+REFINE_CHOICES = ("none", "special")
+"""``--refine`` values of the land-cover flow."""
+MAX_BAND_GSD = 20.0
+"""Coarsest band kept (m): Sentinel-2's 10 and 20 m bands; the 60 m ones are atmospheric."""
+ZERO_SHOT = "landcover_zero_shot"
+"""Cube variable of the zero-shot SegEarth-OV map that SPECIAL was trained from."""
+ZERO_SHOT_CONFIDENCE = "confidence_zero_shot"
+"""Cube variable of its confidence: 100 x best-versus-second-best probability margin."""
+
+SPECIAL_CUBE = dataclasses.replace(
+    LANDCOVER_CUBE,
+    variables=(
+        *LANDCOVER_CUBE.variables,
+        CubeVariable(ZERO_SHOT, {"long_name": "zero-shot land cover class"}, classes=True),
+        CubeVariable(
+            ZERO_SHOT_CONFIDENCE,
+            {**_CONF_ATTRS, "long_name": "zero-shot confidence: 100 x best-versus-second-best"},
+            encode=_encode_confidence,
+        ),
+    ),
+    finish=lambda arrays: _no_data_follows_labels(arrays),
+)
+"""The land-cover cube of a ``--refine special`` run: both maps and both confidences."""
+
+
+def _no_data_follows_labels(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays["confidence"][arrays["landcover"] == NODATA] = NODATA
+    arrays[ZERO_SHOT_CONFIDENCE][arrays[ZERO_SHOT] == NODATA] = NODATA
+    return arrays
+
+
+@dataclass(frozen=True)
+class SpectralBands:
+    """The bands SPECIAL reads, sorted by centre wavelength."""
+
+    names: tuple[str, ...]
+    wavelengths_nm: tuple[float, ...]
+
+
+def spectral_bands(item: dict) -> SpectralBands:
+    """Every band of ``item`` with a centre wavelength (STAC ``eo:bands``/``bands``) at 10/20 m.
+
+    Raises:
+        InputError: fewer than :data:`MIN_BANDS` usable bands (one line, before any read).
+    """
+    found: dict[str, float] = {}
+    dropped: list[str] = []
+    for key, asset in item.get("assets", {}).items():
+        raster = asset.get("raster:bands") or []
+        for i, band in enumerate(asset_bands(asset)):
+            centre = band.get("center_wavelength", band.get("eo:center_wavelength"))
+            if centre is None:
+                continue
+            name = band.get("name") or key
+            nm = float(centre) * 1000.0 if float(centre) < 30 else float(centre)
+            extra = raster[i] if i < len(raster) else {}
+            gsd = extra.get("spatial_resolution") or asset.get("gsd")
+            absorbed = any(lo <= nm <= hi for lo, hi in ABSORPTION_WINDOWS_NM)
+            if (gsd is not None and float(gsd) > MAX_BAND_GSD) or absorbed:
+                dropped.append(name)
+            elif name not in found:
+                found[name] = nm
+    if dropped:
+        logger.info("SPECIAL: dropped 60 m and water-vapour bands %s", sorted(set(dropped)))
+    if len(found) < MIN_BANDS:
+        raise InputError(
+            f"--refine special needs at least {MIN_BANDS} bands with centre wavelengths at 10/20 m,"
+            f" but {item_label(item)} has {len(found)} ({sorted(found)}); use a multispectral "
+            "collection (e.g. sentinel-2-l2a) or add the image with `terrawatch catalog add` "
+            "from a file that records wavelengths"
+        )
+    order = sorted(found, key=lambda name: found[name])
+    return SpectralBands(tuple(order), tuple(found[name] for name in order))
+
+
+def scratch_path(store: str, time_index: int) -> str:
+    """The zero-shot pass's scratch Zarr store beside the cube (one per time step; removed
+    once the step is written)."""
+    return f"{store.rstrip('/')}.special-t{time_index}.zarr"
+
+
+def create_scratch(store: str, time_index: int, grid: GridSpec, chunk: int) -> str:
+    """An empty scratch store (labels uint8, BvSB confidence float32) for the zero-shot pass."""
+    path = scratch_path(store, time_index)
+    group = zarr.open_group(path, mode="w")
+    chunks = (chunk, chunk)
+    group.create_array("labels", shape=grid.shape, chunks=chunks, dtype="u1", fill_value=NODATA)
+    group.create_array("confidence", shape=grid.shape, chunks=chunks, dtype="f4", fill_value=np.nan)
+    return path
+
+
+def remove_scratch(path: str) -> None:
+    """Drop the scratch store once the step is written (its zero-shot map is in the cube now)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(path)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+@dataclass(frozen=True)
+class SpecialTileJob(LandcoverTileJob):
+    """One tile of a ``--refine special`` run: the land-cover job plus the spectral inputs."""
+
+    bands: SpectralBands = SpectralBands((), ())
+    scratch: str = ""
+    """The zero-shot pass's scratch store (:func:`create_scratch`)."""
+
+
+def read_spectra(job: SpecialTileJob, window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """``float32 [bands, h, w]`` (0 where invalid) and validity of a grid window."""
+    subgrid = GridSpec.from_geobox(job.grid.geobox[window])
+    read = read_window(job.items, subgrid, job.bands.names, loader=job.loader)  # type: ignore[arg-type]
+    spectra = np.stack([np.asarray(read.bands[b], np.float32) for b in job.bands.names])
+    valid = np.asarray(read.valid, bool) & np.isfinite(spectra).all(axis=0)
+    spectra[:, ~valid] = 0.0
+    return spectra, valid
+
+
+def zero_shot_tile(job: SpecialTileJob, spec: ModelSpec) -> TileResult:
+    """Pass 1 of one tile: two-scale SegEarth-OV pseudo-labels of the interpolated RGB."""
+    import time
+
+    started = time.perf_counter()
+    window = TileWindow.of(job)
+    spectra, valid = read_spectra(job, window.outer)
+    labels = np.full(window.shape, NODATA, np.uint8)
+    confidence = np.full(window.shape, np.nan, np.float32)
+    status = "nodata"
+    if valid[window.inner].any():
+        rgb = percentile_stretch(
+            spectral_to_rgb(spectra, job.bands.wavelengths_nm), RGB_PERCENTILE, valid
+        )
+        pseudo = fuse_scales(worker_model(spec), rgb)
+        inner_valid = valid[window.inner]
+        labels = np.where(inner_valid, pseudo.labels[window.inner], NODATA).astype(np.uint8)
+        confidence = np.where(inner_valid, pseudo.confidence[window.inner], np.nan)
+        status = "written"
+    group = zarr.open_group(job.scratch, mode="r+")
+    group["labels"][window.core] = labels
+    group["confidence"][window.core] = confidence.astype(np.float32)
+    pixels = window.shape[0] * window.shape[1]
+    return TileResult(job.tile, status, pixels, time.perf_counter() - started)
+
+
+def zero_shot_tiles(
+    jobs: list[SpecialTileJob], spec: ModelSpec, gpu: bool = False
+) -> dict[str, dict[str, float]]:
+    """Pass 1 over every tile of the scene, on the flow's cluster (see :func:`run_tiles`)."""
+    return run_tiles(
+        zero_shot_tile, jobs, spec, gpu, label="zero-shot tile", description="SPECIAL pass 1"
+    )
+
+
+zero_shot_tiles_task = task(zero_shot_tiles, name="special-zero-shot", cache_policy=NO_CACHE)
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """What the prediction pass needs: plain values only (the weights as numpy arrays)."""
+
+    name: str
+    bands: int
+    classes: int
+    hidden: int
+    state: tuple[tuple[str, np.ndarray], ...]
+    stretch: tuple[float, float]
+    """Low/high spectrum limits of the whole scene (one stretch for every tile)."""
+
+    def build(self) -> torch.nn.Module:
+        """The classifier with its trained weights, in eval mode."""
+        model = build_classifier(self.name, self.bands, self.classes, self.hidden)
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.state})
+        return model.eval()
+
+    def stretch_spectra(self, spectra: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The scene-wide stretch to 0..1 (as ``percentile_stretch`` with fixed limits)."""
+        low, high = self.stretch
+        out = np.clip((spectra - low) / ((high - low) or 1.0), 0.0, 1.0).astype(np.float32)
+        out[:, ~valid] = 0.0
+        return out
+
+
+def train_scene(
+    jobs: list[SpecialTileJob], class_names: list[str], settings: SpecialSettings
+) -> tuple[TrainedClassifier, dict[str, Any]]:
+    """Train one classifier on every tile's spectra and zero-shot labels (flow's machine).
+
+    Raises:
+        InputError: a class no tile's zero-shot map predicts (it cannot be learned).
+    """
+    cores = []
+    for job in jobs:
+        core, _ = tile_windows(job.grid, job.tile, job.chunk, 0)
+        spectra, valid = read_spectra(job, core)
+        group = zarr.open_group(job.scratch, mode="r")
+        labels = np.asarray(group["labels"][core])
+        confidence = np.asarray(group["confidence"][core])
+        valid &= labels != NODATA
+        cores.append((spectra, valid, labels, confidence))
+    values = np.concatenate([s[:, v].ravel() for s, v, _, _ in cores])
+    if values.size == 0:
+        raise InputError("--refine special: the scene has no valid pixel to train on")
+    low, high = np.percentile(values, [SPECTRUM_PERCENTILE, 100.0 - SPECTRUM_PERCENTILE])
+    template = TrainedClassifier(settings.classifier, cores[0][0].shape[0], len(class_names),
+                                 settings.hidden, (), (float(low), float(high)))  # fmt: skip
+    tiles = [
+        SpectralTile(
+            template.stretch_spectra(spectra, valid),
+            np.where(valid, labels, -1).astype(np.int16),
+            np.where(valid, np.nan_to_num(confidence), 0.0).astype(np.float32),
+        )
+        for spectra, valid, labels, confidence in cores
+        if valid.any()
+    ]
+    check_pseudo_labels(tiles, class_names)
+    trained = train_special(tiles, len(class_names), settings, device="cpu")
+    state = tuple((k, v.detach().cpu().numpy()) for k, v in trained.classifier.state_dict().items())
+    provenance = {
+        **trained.provenance(),
+        "scope": "trained once per time step on the zero-shot labels of all tiles",
+        "rgb_wavelengths_nm": list(RGB_WAVELENGTHS_NM),
+        "bands": list(jobs[0].bands.names),
+        "band_wavelengths_nm": list(jobs[0].bands.wavelengths_nm),
+        "spectrum_stretch": [float(low), float(high)],
+        "training_tiles": len(tiles),
+        "zero_shot_variables": [ZERO_SHOT, ZERO_SHOT_CONFIDENCE],
+    }
+    return dataclasses.replace(template, state=state), provenance
+
+
+train_scene_task = task(train_scene, name="special-train", cache_policy=NO_CACHE)
+
+
+def _read(job: SpecialTileJob, trained: TrainedClassifier, window: TileWindow):
+    spectra, valid = read_spectra(job, window.outer)
+    group = zarr.open_group(job.scratch, mode="r")
+    zero = np.asarray(group["labels"][window.outer])
+    zero_conf = np.asarray(group["confidence"][window.outer])
+    return (spectra, valid, zero, zero_conf), valid
+
+
+def _predict(trained: TrainedClassifier, inputs) -> dict[str, np.ndarray]:
+    spectra, valid, zero, zero_conf = inputs
+    probs = predict_probabilities(trained.build(), trained.stretch_spectra(spectra, valid))
+    labels = np.where(valid, probs.argmax(axis=0), NODATA).astype(np.uint8)
+    confidence = np.where(valid, probs.max(axis=0), np.nan).astype(np.float32)
+    return {
+        "landcover": labels,
+        "confidence": confidence,
+        ZERO_SHOT: zero,
+        ZERO_SHOT_CONFIDENCE: zero_conf,
+    }
+
+
+SPECIAL_TILE = TileProduct(SPECIAL_CUBE, _read, _predict)
+"""Pass 2 for the tile runner: spectra and zero-shot map in, both maps out."""
+
+
+def refine_tile(job: SpecialTileJob, trained: TrainedClassifier) -> TileResult:
+    """Pass 2 of one tile: predict with the scene's classifier, write both maps."""
+    return run_tile(SPECIAL_TILE, job, trained)
+
+
+def refine_tiles(
+    jobs: list[SpecialTileJob], trained: TrainedClassifier, gpu: bool = False
+) -> dict[str, dict[str, float]]:
+    """Pass 2 over the tiles still to write, on the flow's cluster (the classifier runs on CPU:
+    a small network per tile, no GPU resource asked)."""
+    return run_tiles(refine_tile, jobs, trained, label="refined tile", description="SPECIAL pass 2")
+
+
+refine_tiles_task = task(refine_tiles, name="special-refine", cache_policy=NO_CACHE)
+
+
+def record_refinement(store: str, time_index: int, provenance: dict[str, Any]) -> None:
+    """Keep the refinement (settings, losses, bands) in the cube: top level and the step record.
+
+    Called once every tile of the step is written (the record says what made the whole map).
+    """
+    import json
+
+    from terrawatch.tasks.core.cube_store import open_finished_step, record_step
+
+    plain = json.loads(json.dumps(provenance, default=float))
+    group = open_finished_step(store, time_index, "time index")
+    group.attrs["refinement"] = plain
+    record_step(store, group, time_index, {"refinement": plain})
+
+
+def special_jobs(
+    store: str,
+    time_index: int,
+    tiles: tuple[tuple[int, int], ...],
+    chunk: int,
+    grid: GridSpec,
+    items: tuple[dict, ...],
+    *,
+    halo: int,
+    loader: str,
+    lease: str | None,
+    scratch: str,
+) -> list[SpecialTileJob]:
+    """One job per tile, with the bands of the period's best item."""
+    bands = spectral_bands(items[0])
+    return [
+        SpecialTileJob(store, time_index, tile, chunk, grid, items, halo=halo, loader=loader,
+                       lease=lease, bands=bands, scratch=scratch)
+        for tile in tiles
+    ]  # fmt: skip
