@@ -198,12 +198,18 @@ def write_preview_png(
 
 @contextmanager
 def _open_quietly(path: str | Path, mode: str = "r", **profile: Any) -> Iterator[Any]:
-    """``rasterio.open`` without the warning that a PNG or JPEG has no georeference."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        dataset = rasterio.open(path, mode, **profile)
-    with dataset:
-        yield dataset
+    """``rasterio.open`` without the warning that a PNG or JPEG has no georeference.
+
+    Sidecar files (an ENVI ``.hdr``, a ``.pgw`` world file, ``.aux.xml``) are looked for even
+    where odc-stac left its remote-read environment active in this process: its
+    ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` hides them, and an ENVI file then fails to open.
+    """
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(path, mode, **profile)
+        with dataset:
+            yield dataset
 
 
 def _choose_bands(src: Any, bands: Sequence[int] | None, name: str) -> tuple[int, int, int]:

@@ -42,7 +42,10 @@ def _envi(tmp_path, wavelengths, bbl=None, empty_band=None):
         data[empty_band] = np.nan
     path = tmp_path / "scene.img"
     profile = dict(driver="ENVI", width=8, height=6, count=len(wavelengths), dtype="float32")
-    with rasterio.open(path, "w", **profile, transform=from_origin(0, 6, 1, 1)) as dst:
+    with (
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"),  # sidecars, whatever ran before
+        rasterio.open(path, "w", **profile, transform=from_origin(0, 6, 1, 1)) as dst,
+    ):
         dst.write(data)
     header = tmp_path / "scene.hdr"
     text = header.read_text() + "wavelength units = Micrometers\n"
