@@ -85,22 +85,39 @@ def change_inputs(
     Raises:
         InputError: a bad value; NoScenesError: nothing found; WeightsNotFoundError.
     """
-    from terrawatch.models.settings import ChangeSettings, SegEarthSettings
+    from terrawatch.models.settings import SegEarthSettings
 
     source = _from_cube(from_cube, classes, before, after, grid) if from_cube else None
     aoi, classes, periods = _pair_inputs(aoi, classes, before, after, source, today)
     query = class_query(classes, detection.targets, detection.from_classes, detection.to_classes)
     steps = detection.chosen_steps()
     _log_step_choice(steps, tasks)
+    check_chunk(tiling.chunk)
+    SegEarthSettings(**dict(model.settings()))
+    spec = change_spec(classes, query, detection, model, steps)
+    find = search_items_task if tasks else search_items
+    scenes = _search(find, search, aoi, periods, source)
+    with all_missing_weights():  # every missing file named in one error
+        model.resolve_weights()
+        detection.resolve_weights(steps)
+    grid_spec = source.grid if source is not None else None
+    return ChangeInputs(aoi, classes, periods, spec, grid_spec, scenes)
+
+
+def change_spec(
+    classes: Any, query: tuple, detection: ChangeOptions, model: ModelOptions, steps: StepChoice
+) -> ChangeSpec:
+    """The detector of a run (the flow's and ``change IMAGE1 IMAGE2``'s): the settings, the
+    chosen steps with their weights, and why they were chosen."""
+    from terrawatch.models.settings import ChangeSettings
+
     settings = ChangeSettings(
         mode=detection.mode,
         theta_deg=detection.theta,
         rule=detection.chosen_rule(steps.proposer),
         **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
     )
-    check_chunk(tiling.chunk)
-    SegEarthSettings(**dict(model.settings()))
-    spec = ChangeSpec(
+    return ChangeSpec(
         model.spec(classes),
         settings,
         proposer=steps.proposer,
@@ -109,13 +126,6 @@ def change_inputs(
         comparator_weights=steps.comparator_weights,
         step_choice=tuple(steps.provenance((detection.proposer, detection.comparator)).items()),
     )
-    find = search_items_task if tasks else search_items
-    scenes = _search(find, search, aoi, periods, source)
-    with all_missing_weights():  # every missing file named in one error
-        model.resolve_weights()
-        detection.resolve_weights(steps)
-    grid_spec = source.grid if source is not None else None
-    return ChangeInputs(aoi, classes, periods, spec, grid_spec, scenes)
 
 
 def _log_step_choice(steps: StepChoice, in_flow: bool) -> None:

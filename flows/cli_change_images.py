@@ -28,13 +28,13 @@ def run_image_pair(args: argparse.Namespace) -> int:
         raise InputError(f"{flags} go with a change cube, not with two images; drop them")
     if not args.out:
         raise InputError("two images need --out change.tif (the change GeoTIFF to write)")
+    from terrawatch.flows.change import change_spec
     from terrawatch.flows.cli import check_model_weights
     from terrawatch.flows.cli_common import read_classes, read_options
     from terrawatch.flows.options import ChangeOptions, ModelOptions
-    from terrawatch.models.settings import ChangeSettings
     from terrawatch.models.weights_check import all_missing_weights
     from terrawatch.tasks.change.image_pair import detect_pair, read_pair, write_change_geotiff
-    from terrawatch.tasks.change.tile import ChangeSpec, class_query
+    from terrawatch.tasks.change.tile import class_query
     from terrawatch.tasks.core.image_io import write_preview_png
     from terrawatch.tasks.core.render import class_colors
 
@@ -43,24 +43,11 @@ def run_image_pair(args: argparse.Namespace) -> int:
     model = read_options(args, ModelOptions)
     query = class_query(classes, detection.targets, detection.from_classes, detection.to_classes)
     steps = detection.chosen_steps()  # `auto`: SAM + DINOv2 where their weights are present
-    settings = ChangeSettings(
-        mode=detection.mode,
-        theta_deg=detection.theta,
-        rule=detection.chosen_rule(steps.proposer),
-        **dict(zip(("targets", "from_classes", "to_classes"), query, strict=True)),
-    )
     first, second = read_pair(*args.images)
     with all_missing_weights():
         check_model_weights(args)
         detection.resolve_weights(steps)
-    spec = ChangeSpec(
-        model.spec(classes),
-        settings,
-        proposer=steps.proposer,
-        proposer_weights=steps.proposer_weights,
-        comparator=steps.comparator,
-        comparator_weights=steps.comparator_weights,
-    )
+    spec = change_spec(classes, query, detection, model, steps)
     names = [entry.split(",")[0] for entry in classes]
     change = detect_pair(spec, first, second)
     write_change_geotiff(args.out, change, names)
