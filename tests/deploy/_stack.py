@@ -104,6 +104,57 @@ class Stack:
         proc = self.procs.pop(name)
         _kill_tree(proc, signal.SIGKILL)
 
+    def kill_alone(self, name: str) -> list[psutil.Process]:
+        """SIGKILL one process only, not its children (a lost Prefect worker whose flow runs
+        go on, orphaned); returns those children, still running."""
+        proc = self.procs.pop(name)
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        proc.kill()
+        proc.wait(timeout=20)
+        return children
+
+    def flow_run_processes(self) -> list[psutil.Process]:
+        """The flow-run processes the Prefect worker started (``python -m prefect.engine``)."""
+        worker = psutil.Process(self.procs["prefect-worker"].pid)
+        return [
+            child
+            for child in worker.children(recursive=True)
+            if "prefect.engine" in " ".join(_cmdline(child))
+        ]
+
+    def crash_worker(self) -> list[int]:
+        """SIGKILL the Prefect worker and then at once its flow-run processes (a container or
+        host crash: nobody is left to report); their pids."""
+        runs = self.flow_run_processes()
+        worker = self.procs.pop("prefect-worker")
+        worker.kill()
+        for run in runs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                run.kill()
+        worker.wait(timeout=20)
+        psutil.wait_procs(runs, timeout=20)
+        return [run.pid for run in runs]
+
+    def heartbeats(self, flow_run_id: Any) -> int:
+        """How many ``prefect.flow-run.heartbeat`` events the server holds for a flow run."""
+        import asyncio
+
+        from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+        flt = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        )
+
+        async def read() -> int:
+            async with self.client() as client:
+                return (await client.read_events(filter=flt, limit=1)).total
+
+        return asyncio.run(read())
+
     def stop(self) -> None:
         """End every process (workers first), SIGTERM then SIGKILL, children included."""
         for name in reversed(list(self.procs)):
@@ -187,6 +238,15 @@ class Stack:
                 return any(w.status.value == "ONLINE" for w in workers)
 
         return asyncio.run(online())
+
+    def apply_automations(self) -> None:
+        """deploy/automations/*.yaml as deploy/README.md applies them (replace, then create)."""
+        prefect = str(BIN / "prefect")
+        for path in sorted((REPO / "deploy" / "automations").glob("*.yaml")):
+            name = yaml.safe_load(path.read_text())["name"]
+            with contextlib.suppress(RuntimeError):  # not there yet
+                self.cli(prefect, "--no-prompt", "automation", "delete", name)
+            self.cli(prefect, "automation", "create", "--from-file", str(path))
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block on the stack's server (what an operator does once)."""
@@ -272,6 +332,7 @@ def start_stack(root: Path, storage: dict[str, str]) -> Stack:
         stack.cli(prefect, "work-pool", "create", POOL, "--type", "process",
                   "--base-job-template", template)  # fmt: skip
         stack.cli(prefect, "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_FILE)
+        stack.apply_automations()
         stack.wait_for_dask_workers(2)
         stack.start_prefect_worker()
     except BaseException:
@@ -291,6 +352,7 @@ def stack_environment(root: Path, extra: dict[str, str] | None = None) -> dict[s
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="1",
+        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="5",  # as deploy/ sets it
         TERRAWATCH_PROJECT_DIR=str(REPO),
         TERRAWATCH_WEIGHTS_DIR=str(root / "weights"),
         TERRAWATCH_TEXT_CACHE=str(root / "text-cache"),
@@ -335,6 +397,13 @@ def _wait(ready, timeout: float, what: str, stack: Stack) -> None:
             raise RuntimeError(f"{what}: {dead} exited early:\n{stack.logs()[-6000:]}")
         time.sleep(0.25)
     raise TimeoutError(f"{what} not ready after {timeout} s:\n{stack.logs()[-6000:]}")
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def _die_with_parent() -> None:
