@@ -68,13 +68,16 @@ def run_align_command(args: argparse.Namespace) -> int:
     """
     from terrawatch.flows import console, interrupt
     from terrawatch.flows.align_sar import align_sar, align_sar_inputs
+    from terrawatch.flows.dask_tls import check_dask_tls
     from terrawatch.flows.local_api import shared_local_api
     from terrawatch.flows.runner import dask_task_runner
 
     params = align_params(args)
     validated_params(align_sar, params, ALIGN_FLAGS)
     align_sar_inputs(**params)
-    runner = dask_task_runner(read_options(args, RunOptions).address)
+    address = read_options(args, RunOptions).address
+    check_dask_tls(address)
+    runner = dask_task_runner(address)
     stop = threading.Event()
     progress = Path(args.out) / "progress.json"
     since = time.time()

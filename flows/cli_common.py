@@ -258,10 +258,12 @@ def run_flow_with_progress(
         0; the flow's summary is printed (as JSON with ``--json``).
     """
     from terrawatch.flows import console, interrupt
+    from terrawatch.flows.dask_tls import check_dask_tls
     from terrawatch.flows.local_api import shared_local_api
     from terrawatch.flows.progress import StepProgress
     from terrawatch.flows.runner import dask_task_runner
 
+    check_dask_tls(address)
     runner = dask_task_runner(address)
     interrupt.watch_step(store, start)
     with StepProgress(store, start, desc, enabled=console.shows_progress()):

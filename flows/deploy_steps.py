@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from terrawatch.errors import InputError
+from terrawatch.flows.dask_tls import check_dask_tls
 
 PROJECT_DIR_ENV = "TERRAWATCH_PROJECT_DIR"
 WEIGHTS_DIR_ENV = "TERRAWATCH_WEIGHTS_DIR"
@@ -27,7 +28,8 @@ def check_run_environment() -> dict[str, str]:
 
     ``$TERRAWATCH_PROJECT_DIR`` must name an existing folder (the flow run works there, as
     ``set_working_directory`` did). ``$TERRAWATCH_WEIGHTS_DIR`` may be unset (the user cache is
-    used) but not empty or a file.
+    used) but not empty or a file. A ``tls://`` ``$TERRAWATCH_DASK_ADDRESS`` needs Dask's TLS
+    client settings (:func:`terrawatch.flows.dask_tls.check_dask_tls`).
 
     Returns:
         ``directory`` and ``weights_dir`` (empty when unset), as step outputs.
@@ -50,5 +52,6 @@ def check_run_environment() -> dict[str, str]:
             f"${WEIGHTS_DIR_ENV}={weights!r} is not a folder: {WHERE} to the shared weights "
             "folder (/weights in the image), or unset it to use the user cache"
         )
+    check_dask_tls()
     os.chdir(project)
     return {"directory": project, "weights_dir": weights or ""}

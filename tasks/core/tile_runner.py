@@ -35,6 +35,11 @@ from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.lost_workers import LostWorkerLog
 from terrawatch.tasks.core.run_watch import RunStoppedError, RunWatch, tile_keys
+from terrawatch.tasks.core.store_credentials import (
+    StoreCredentials,
+    resolve_store_credentials,
+    use_store_credentials,
+)
 from terrawatch.tasks.core.worker_process import (
     MODEL_TURN,
     release_free_heap,
@@ -185,12 +190,20 @@ def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> 
     return TileResult(job.tile, "written", pixels, finished - started, stages)
 
 
-def run_tuned(job: Any, tile_fn: Callable[..., TileResult], spec: Any) -> TileResult:
+def run_tuned(
+    job: Any,
+    tile_fn: Callable[..., TileResult],
+    spec: Any,
+    credentials: StoreCredentials | None = None,
+) -> TileResult:
     """``tile_fn(job, spec)`` on a worker tuned for models and reads (threads, heap, GDAL cache).
 
-    Every tile kind gets the tuning before its first read, not only once a model is loaded.
+    Every tile kind gets the tuning before its first read, not only once a model is loaded, and
+    the run's object-store credentials (:mod:`tasks.core.store_credentials`) before it opens the
+    store: the worker's own environment holds none.
     """
     tune_worker_process()
+    use_store_credentials(credentials)
     return tile_fn(job, spec)
 
 
@@ -285,6 +298,8 @@ def run_tiles(
     )
     resources = {"GPU": GPU_PER_TILE} if gpu else None
     run_id = str(flow_run.get_id() or "")
+    credentials = resolve_store_credentials(getattr(jobs[0], "store", None))
+    use_store_credentials(credentials)  # the watch reads the writer lease beside the store
     watch = RunWatch(run_id, getattr(jobs[0], "store", None), getattr(jobs[0], "lease", None))
     with worker_client() as client, LostWorkerLog(client, run_logger.warning, label) as lost:
         futures = client.map(
@@ -292,6 +307,7 @@ def run_tiles(
             jobs,
             tile_fn=tile_fn,
             spec=spec,
+            credentials=credentials,
             key=tile_keys(run_id, len(jobs)),
             resources=resources,
         )

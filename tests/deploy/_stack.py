@@ -49,7 +49,7 @@ class Stack:
     env: dict[str, str]
     """Environment of the Prefect processes (no storage keys)."""
     dask_env: dict[str, str] = field(default_factory=dict)
-    """Environment of the Dask workers: ``env`` plus the storage keys."""
+    """Environment of the Dask workers: ``env`` less credentials (``dask_worker_environment``)."""
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -312,14 +312,14 @@ def start_stack(root: Path, storage: dict[str, str]) -> Stack:
     Args:
         root: Folder for the database, logs and scheduler file.
         storage: Object-storage settings: ``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION`` go to
-            every process; ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` only to the Dask
-            workers (their own environment, as in compose) and into Prefect Secret blocks that
-            the work pool's base job template hands to flow runs.
+            every process; ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` only into Prefect
+            Secret blocks, which the work pool's base job template hands to flow runs and each
+            run's tile coordinator to its tiles (never a Dask worker's environment).
     """
     keys = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     public = {k: v for k, v in storage.items() if k not in keys}
     stack = Stack(root, stack_environment(root, public))
-    stack.dask_env = {**stack.env, **storage}
+    stack.dask_env = dask_worker_environment(stack.env)
     prefect = str(BIN / "prefect")
     try:
         stack.start_prefect_server()
@@ -363,6 +363,19 @@ def stack_environment(root: Path, extra: dict[str, str] | None = None) -> dict[s
     )
     env.update(extra or {})
     return env
+
+
+def dask_worker_environment(env: dict[str, str]) -> dict[str, str]:
+    """What compose gives a Dask worker: no Prefect auth string and no storage keys (a Prefect
+    task brings its flow run's API settings; tiles get the keys from their run)."""
+    return {k: v for k, v in env.items() if k not in WORKER_SECRETS}
+
+
+WORKER_SECRETS = frozenset({
+    "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+})  # fmt: skip
+"""Variables a Dask worker's environment must not hold (anyone on the cluster can read it)."""
 
 
 def free_port() -> int:

@@ -156,10 +156,10 @@ def test_gpu_dask_workers_advertise_one_gpu_and_run_on_gpu_nodes():
 def test_flow_runs_reach_the_dask_scheduler_that_is_deployed():
     compose = _compose()["services"]
     address = compose["prefect-worker"]["environment"]["TERRAWATCH_DASK_ADDRESS"]
-    assert address == "tcp://dask-scheduler:" + _command(compose["dask-scheduler"])[5]
+    assert address == "tls://dask-scheduler:" + _command(compose["dask-scheduler"])[5]
     cluster = next(d for d in _k8s() if d["kind"] == "DaskCluster")["metadata"]
     template = _templates()["work-pool.kubernetes.json"]["variables"]["properties"]
-    expected = f"tcp://{cluster['name']}-scheduler.{cluster['namespace']}.svc.cluster.local:8786"
+    expected = f"tls://{cluster['name']}-scheduler.{cluster['namespace']}.svc.cluster.local:8786"
     assert template["dask_address"]["default"] == expected
 
 

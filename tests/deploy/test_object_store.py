@@ -49,3 +49,23 @@ def test_storage_secret_is_in_no_log_attribute_or_deployment(stack, s3_run, obje
     assert STORAGE_SECRET not in stack.flow_run_logs(flow_run.id)
     assert STORAGE_SECRET not in repr(remote.attrs) + repr(remote.landcover.attrs)
     assert STORAGE_SECRET not in asyncio.run(deployments())
+
+
+def test_dask_workers_hold_neither_storage_keys_nor_the_prefect_auth_string(stack, s3_run):
+    """The cube above was written by workers whose environment has no credentials: what anyone
+    reaching the scheduler sees (``Client.run``) holds neither secret."""
+    import os
+
+    from distributed import Client
+
+    from tests.deploy._stack import AUTH
+
+    flow_run, _ = s3_run
+    assert flow_run.state.is_completed()
+    with Client(stack.scheduler_address, timeout=30) as client:
+        environments = client.run(lambda: dict(os.environ))
+    assert len(environments) == 2
+    for environment in environments.values():
+        seen = repr(environment)
+        assert STORAGE_SECRET not in seen and AUTH not in seen
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(environment)
