@@ -37,6 +37,7 @@ from terrawatch.tasks.flood.plan import (
     plan_flood_task,
 )
 from terrawatch.tasks.flood.publish import publish_flood_task
+from terrawatch.tasks.flood.reference_product import ReferenceLayer, search_reference_products
 from terrawatch.tasks.flood.search import (
     FloodWindows,
     flood_windows,
@@ -76,6 +77,8 @@ class FloodInputs:
     """SAR scenes of the reference window (threshold member), comparable with the post side."""
     dem: tuple[dict, ...] = ()
     """DEM items over the AOI from the catalog (radar shadow and layover); empty: none."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products of the catalog over the AOI (JRC GSW, ESA WorldCover)."""
 
 
 def flood_inputs(
@@ -159,8 +162,9 @@ def flood_inputs(
         reference = find_reference(search.catalog, aoi, reference_window, pre, post, collections,
                                    max(search.max_items, windows.reference_days))  # fmt: skip
     dem = search_dem(search.catalog, aoi) if spec.sar is not None or spec.threshold else ()
+    products = search_reference_products(search.catalog, aoi)
     return FloodInputs(window, spec, composite, pre, post, *optical, reference=reference,
-                       dem=dem)  # fmt: skip
+                       dem=dem, reference_products=products)  # fmt: skip
 
 
 @flow(name="flood", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
@@ -216,7 +220,7 @@ def flood(
         inputs.post_optical, grid.resolution, grid.crs, chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
         replace=tiling.replace, reference=inputs.reference, loader=tiling.loader,
-        dem=inputs.dem,
+        dem=inputs.dem, reference_products=inputs.reference_products,
     )  # fmt: skip
     logger.info("flood members: %s (--method %s)", ", ".join(plan.members), model.method)
     if "optical" in plan.members:
@@ -225,7 +229,8 @@ def flood(
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
                      plan.sar, plan.threshold, search.landcover_cube, plan.terrain,
-                     halo=tiling.halo, loader=tiling.loader, lease=writer_token(store))
+                     plan.reference_products, halo=tiling.halo, loader=tiling.loader,
+                     lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))

@@ -14,7 +14,8 @@ metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``s
 - ``observed_water``: uint8 1 = water after the event by the ensemble's consensus
   (:mod:`tasks.flood.consensus`), 0 = not water, 255 = no member observed the pixel.
 - ``reference_water``: uint8 1 = normal water (water in most scenes of the reference window, or
-  before the event for the model members alone), 0 = not, 255 = never observed before.
+  before the event for the model members alone; or water in a reference product of the catalog,
+  :mod:`tasks.flood.reference_product`), 0 = not, 255 = never observed before.
 - ``exclusion``: uint8 bit flags (CF ``flag_masks``) where SAR cannot see water arrive: 1 =
   permanently low backscatter (dark in every reference scene), 2 urban and 4 dense forest (from
   a ``--landcover-cube``), 8 layover and 16 radar shadow (from a DEM in the catalog,
@@ -122,8 +123,9 @@ _REFERENCE_ATTRS = {
     "flag_values": np.array([0, 1], np.uint8),
     "flag_meanings": "not_reference_water reference_water",
     "comment": "threshold member: water in most SAR scenes of the reference window "
-    "(reference_days); model members alone: water before the event; 255 (_FillValue) = never "
-    "observed before the event",
+    "(reference_days); model members alone: water before the event; or water in a reference "
+    "product of the catalog (JRC GSW occurrence >= 50 %, ESA WorldCover class 80; provenance "
+    "reference_products); 255 (_FillValue) = never observed before the event",
 }
 _EXCLUSION_ATTRS = {
     "long_name": "where SAR cannot see flood water",

@@ -41,6 +41,7 @@ from terrawatch.tasks.flood.optical_member import (
     spectral_items,
     spectral_settings,
 )
+from terrawatch.tasks.flood.reference_product import ReferenceLayer
 from terrawatch.tasks.flood.scene_thresholds import plan_thresholds, threshold_settings
 from terrawatch.tasks.flood.search import (
     FloodWindows,
@@ -112,6 +113,8 @@ class FloodPlan:
     """The members that run."""
     terrain: TerrainPlan | None = None
     """The DEM and viewing geometry of the shadow and layover bits (None: no DEM found)."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products found in the catalog."""
 
 
 def plan_flood(
@@ -133,6 +136,7 @@ def plan_flood(
     reference: SearchResult | None = None,
     loader: str = "odc",
     dem: tuple[dict, ...] = (),
+    reference_products: tuple[ReferenceLayer, ...] = (),
 ) -> FloodPlan:
     """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
 
@@ -180,6 +184,7 @@ def plan_flood(
         provenance["threshold_member"] = threshold_settings()
     terrain = plan_terrain(post.items, dem)
     provenance["terrain"] = terrain.to_attrs() if terrain is not None else None
+    provenance["reference_products"] = [layer.to_attrs() for layer in reference_products]
     step = FloodStep(
         windows.event,
         windows.post[1],
@@ -196,7 +201,7 @@ def plan_flood(
         cube.n_tiles[0] * cube.n_tiles[1],
     )
     return FloodPlan(cube, grid, sides[0], sides[1], sar, summary, threshold, spec.members,
-                     terrain)  # fmt: skip
+                     terrain, reference_products)  # fmt: skip
 
 
 def check_comparable(

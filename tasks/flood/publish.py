@@ -174,6 +174,8 @@ def method_lines(attrs: dict) -> list[str]:
             f"(not observed: SCL {optical['scl_not_observed']}); post-event scenes "
             f"{', '.join(optical['items_post']) or 'none'}"
         )
+    for product in attrs.get("reference_products") or []:
+        lines.append(f"reference water product: {product['rule']} ({', '.join(product['items'])})")
     terrain = attrs.get("terrain")
     if terrain:
         lines.append(

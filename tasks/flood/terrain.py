@@ -27,13 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 
 from terrawatch.errors import InputError, NoScenesError
 from terrawatch.tasks.core.catalog import search_items
 from terrawatch.tasks.core.grid import GridSpec
+from terrawatch.tasks.flood.raster_read import first_valid_on_grid
 
 logger = logging.getLogger(__name__)
 
@@ -135,27 +133,6 @@ def plan_terrain(post: Sequence[dict], dem: Sequence[dict]) -> TerrainPlan | Non
     )
 
 
-def read_on_grid(href: str, grid: GridSpec, window: tuple[slice, slice] | None) -> np.ndarray:
-    """One raster's first band on a window of the grid (bilinear), float32 NaN outside/no data."""
-    box = grid.geobox[window] if window is not None else grid.geobox
-    with rasterio.open(href) as src:
-        src_nodata = src.nodata if src.nodata is not None else np.nan
-        with WarpedVRT(src, crs=str(box.crs), transform=box.affine, width=box.shape.x,
-                       height=box.shape.y, resampling=Resampling.bilinear,
-                       src_nodata=src_nodata, nodata=np.nan, dtype="float32") as vrt:  # fmt: skip
-            return vrt.read(1)
-
-
-def _first_valid(hrefs: Sequence[str], grid: GridSpec, window: tuple[slice, slice] | None):
-    out = None
-    for href in hrefs:
-        layer = read_on_grid(href, grid, window)
-        out = layer if out is None else np.where(np.isfinite(out), out, layer)
-        if np.isfinite(out).all():
-            break
-    return out
-
-
 def layover_shadow(
     dem: np.ndarray, resolution: float, look_azimuth_deg: float, incidence_deg: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -177,10 +154,10 @@ def terrain_exclusion(
     plan: TerrainPlan, grid: GridSpec, window: tuple[slice, slice] | None
 ) -> np.ndarray:
     """The layover and shadow exclusion bits over a window of the flood grid (0: none)."""
-    dem = _first_valid([href for _, href in plan.dem], grid, window)
+    dem = first_valid_on_grid([href for _, href in plan.dem], grid, window)
     incidence: float | np.ndarray = plan.incidence_deg
     if plan.incidence:
-        angles = _first_valid(plan.incidence, grid, window)
+        angles = first_valid_on_grid(plan.incidence, grid, window)
         incidence = np.where(np.isfinite(angles), angles, plan.incidence_deg)
     layover, shadow = layover_shadow(dem, grid.resolution, plan.look_azimuth_deg, incidence)
     bits = np.zeros(dem.shape, np.uint8)

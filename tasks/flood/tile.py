@@ -42,6 +42,7 @@ from terrawatch.tasks.flood.cube import (
 from terrawatch.tasks.flood.landcover import landcover_exclusion
 from terrawatch.tasks.flood.optical_member import SpectralView, spectral_view
 from terrawatch.tasks.flood.plan import FloodSpec, Scenes
+from terrawatch.tasks.flood.reference_product import ReferenceLayer, product_water
 from terrawatch.tasks.flood.stack import DbStack, read_db_stack
 from terrawatch.tasks.flood.terrain import TerrainPlan, terrain_exclusion
 from terrawatch.tasks.flood.threshold_member import ThresholdPlan, Thresholds, threshold_view
@@ -63,6 +64,8 @@ class FloodTileJob(TileJob):
     """A land-cover cube whose urban and forest classes are excluded (``--landcover-cube``)."""
     terrain: TerrainPlan | None = None
     """The DEM and viewing geometry of the shadow and layover bits; None: no DEM."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products of the catalog, OR-ed into ``reference_water``."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Sides:
     """The same on the earliest clear post-event pixels."""
     terrain_bits: np.ndarray | None = None
     """Layover and radar-shadow exclusion bits over the window (None: no DEM)."""
+    product_water: np.ndarray | None = None
+    """Where a reference water product says water (None: no product)."""
 
 
 def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[Sides, np.ndarray]:
@@ -143,8 +148,11 @@ def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[
     terrain = None
     if job.terrain is not None:
         terrain = terrain_exclusion(job.terrain, job.grid, window.outer)
+    products = None
+    if job.reference_products:
+        products = product_water(job.reference_products, job.grid, window.outer)
     sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first, bits,
-                  *spectral, terrain)  # fmt: skip
+                  *spectral, terrain, products)  # fmt: skip
     return sides, valid
 
 
@@ -240,6 +248,8 @@ def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
         exclusion = exclusion | sides.landcover_bits
     if sides.terrain_bits is not None:
         exclusion = exclusion | sides.terrain_bits
+    if sides.product_water is not None:
+        reference = np.where(sides.product_water, 1, reference).astype(np.uint8)
     return {
         "water_pre": water_pre,
         "water_post": after.water,

@@ -298,3 +298,38 @@ def write_dem(root: Path, event: Event, collection: str = "cop-dem-glo-30") -> P
     path = root / "catalog" / "dem-ridge.json"
     path.write_text(json.dumps(item))
     return path
+
+
+# --- a reference water product of the event (JRC Global Surface Water) --------------------------
+
+
+def wetland_regions(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two parts of the planted flood patch: a seasonal wetland that holds water in 70 % of the
+    years (normal water) and a rarely wet one, 30 % (below the 50 % threshold: flood)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    seasonal = (yy > 0.56) & (yy < 0.62) & (xx > 0.76) & (xx < 0.85)
+    rare = (yy > 0.45) & (yy < 0.52) & (xx > 0.76) & (xx < 0.85)
+    return seasonal, rare
+
+
+def write_gsw(root: Path, event: Event) -> Path:
+    """A JRC GSW ``occurrence`` item (uint8 percent, 255 no data): 95 on the lake and the river,
+    70 on the seasonal wetland, 30 on the rarely wet one, 0 elsewhere; 10 m (the real one is
+    30 m)."""
+    seasonal, rare = wetland_regions(event.size)
+    occurrence = np.zeros((event.size, event.size), np.uint8)
+    occurrence[event.water] = 95
+    occurrence[seasonal] = 70
+    occurrence[rare] = 30
+    path = root / "cogs" / "gsw-occurrence.tif"
+    profile = dict(driver="COG", dtype="uint8", count=1, height=event.size, width=event.size,
+                   crs=CRS, transform=from_origin(*event.origin, RES, RES), nodata=255,
+                   blocksize=64)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(occurrence, 1)
+    item = _s2_item(event, "gsw-event", "2021-01-01T00:00:00Z", {})
+    item.update(collection="jrc-gsw", assets={"occurrence": {"href": str(path), "roles": ["data"]}})
+    item["properties"].pop("eo:cloud_cover")
+    out = root / "catalog" / "gsw-event.json"
+    out.write_text(json.dumps(item))
+    return out

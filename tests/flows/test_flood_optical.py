@@ -1,9 +1,11 @@
-"""The optical member with no weights: NDWI/MNDWI on SCL-masked Sentinel-2 after the event.
+"""What a catalog adds to a weights-free flood run: Sentinel-2 and a reference water product.
 
 The synthetic SAR event of :mod:`tests.flows.flood_event` gets a Sentinel-2 L2A scene the day
-after the event with a cloud (SCL 9) and its shadow (SCL 3) over part of the planted flood.
+after the event with a cloud (SCL 9) and its shadow (SCL 3) over part of the planted flood,
+and a JRC Global Surface Water occurrence item whose seasonal wetland covers part of it.
 The flow runs with its defaults (``--method auto``, optical scenes searched) and an empty
-weights directory: the threshold member and the optical member's spectral rule both vote.
+weights directory: the threshold member and the optical member's spectral rule both vote, and
+the catalog's reference product joins ``reference_water``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from scipy.ndimage import binary_dilation, binary_erosion
 from terrawatch.flows.flood import flood
 from terrawatch.flows.options import FloodModelOptions, FloodSearchOptions, TilingOptions
 from terrawatch.tasks.flood.optical_member import water_probability
-from tests.flows.flood_event import EVENT, S2_REFLECTANCE, csi, write_event, write_optical_scene
+from tests.flows.flood_event import (
+    EVENT,
+    S2_REFLECTANCE,
+    csi,
+    wetland_regions,
+    write_event,
+    write_gsw,
+    write_optical_scene,
+)
 
 SIZE = 160
 S2_TIME = "2024-05-11T10:30:00"
@@ -35,6 +45,7 @@ def optical_run(prefect_api, dask_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("flood-optical")
     event = write_event(root, SIZE)
     write_optical_scene(root, event, _cloud(SIZE), f"{S2_TIME}Z")
+    write_gsw(root, event)
     runner = DaskTaskRunner(address=dask_cluster.scheduler_address)
     summary = flood.with_options(task_runner=runner)(
         aoi=event.aoi(inset=40.0),
@@ -92,7 +103,8 @@ def test_cloud_pixels_are_not_observed_by_the_optical_member(optical_run):
 def test_the_flood_is_found_and_agreement_raises_likelihood(optical_run):
     event, cube, _ = optical_run
     flooded = cube.flooded.values[0] == 1
-    assert csi(flooded, _on_grid(event, cube, event.flood, erode=0)) >= 0.8
+    seasonal, _ = wetland_regions(SIZE)  # normal water by the reference product
+    assert csi(flooded, _on_grid(event, cube, event.flood & ~seasonal, erode=0)) >= 0.8
     likelihood = cube.likelihood.values[0]
     flood_px = _on_grid(event, cube, event.flood)
     cloud = _on_grid(event, cube, _cloud(SIZE))
@@ -113,3 +125,23 @@ def test_observed_at_is_the_earliest_scene_that_saw_the_pixel(optical_run):
     clear = _on_grid(event, cube, ~_cloud(SIZE), erode=8)
     assert (at[clear] == np.datetime64(S2_TIME, "m")).all()  # optical, the day after the event
     assert (at[cloud] == np.datetime64("2024-05-12T05:00", "m")).all()  # SAR
+
+
+@pytest.mark.slow
+def test_the_catalogs_reference_water_product_joins_reference_water(optical_run):
+    """GSW occurrence >= 50 %: the seasonal wetland is normal water, so not flooded; the rarely
+    wet part (30 %) stays flood."""
+    event, cube, summary = optical_run
+    seasonal, rare = wetland_regions(SIZE)
+    seasonal, rare = _on_grid(event, cube, seasonal), _on_grid(event, cube, rare)
+    reference, flooded = cube.reference_water.values[0], cube.flooded.values[0]
+    assert seasonal.sum() > 50 and rare.sum() > 50
+    assert (reference[seasonal] == 1).all() and (flooded[seasonal] == 0).all()
+    assert (cube.observed_water.values[0][seasonal] == 1).mean() >= 0.98  # water it is
+    assert (flooded[rare] == 1).mean() >= 0.98
+    assert cube.attrs["reference_products"] == [
+        {"product": "jrc-gsw", "rule": "jrc-gsw occurrence >= 50", "items": ["gsw-event"]}
+    ]
+    page = open(summary["files"]["report_html"], encoding="utf-8").read()
+    assert "reference water product: jrc-gsw occurrence &gt;= 50" in page
+    assert "optical member: NDWI" in page and "s2-post" in page

@@ -10,7 +10,6 @@ from terrawatch.tasks.flood.terrain import (
     TerrainPlan,
     layover_shadow,
     look_azimuth,
-    read_on_grid,
     terrain_exclusion,
 )
 
@@ -69,6 +68,7 @@ def test_bits_on_a_grid_from_a_dem_file(tmp_path):
     from rasterio.transform import from_origin
 
     from terrawatch.tasks.core.grid import GridSpec
+    from terrawatch.tasks.flood.raster_read import read_on_grid
 
     dem, west, east = ridge(fore_deg=45.0, back_deg=60.0)
     path = tmp_path / "dem.tif"
