@@ -102,9 +102,10 @@ def run_flood_command(args: argparse.Namespace) -> int:
         tiling, grid = params["tiling"], params["grid"]
         layout = dry.grid_of(inputs.post.items, args.aoi, grid.resolution, grid.crs)
         scenes = [(" pre-event", inputs.pre), (" post-event", inputs.post)]
+        weights = dry.flood_weights(params["model"], inputs.spec.optical is not None)
         return dry.report(
             "flood", scenes, layout, tiling.chunk, tiling.halo, args.store,
-            inputs.windows.event, dry.flood_weights(params["model"], params["search"].optical),
+            inputs.windows.event, weights,
         )  # fmt: skip
     address = read_options(args, RunOptions).address
     return run_flow_with_progress(flood, params, address, args.store, inputs.windows.event, "flood")

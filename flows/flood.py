@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from terrawatch.flows.cube_lease import held_lease, holds_writer_lease, writer_token
-from terrawatch.flows.flood_members import flood_members
+from terrawatch.flows.flood_members import flood_members, optical_segmenter
 from terrawatch.flows.options import (
     FloodModelOptions,
     FloodOutputOptions,
@@ -29,8 +29,15 @@ from terrawatch.tasks.core.defaults import check_chunk
 from terrawatch.tasks.core.sar_composite import SarOptions
 from terrawatch.tasks.flood import DEFAULT_CLASSES
 from terrawatch.tasks.flood.landcover import check_landcover_cube
-from terrawatch.tasks.flood.plan import FloodSpec, check_comparable, plan_flood_task
+from terrawatch.tasks.flood.optical_member import spectral_items
+from terrawatch.tasks.flood.plan import (
+    FloodSpec,
+    check_comparable,
+    optical_note,
+    plan_flood_task,
+)
 from terrawatch.tasks.flood.publish import publish_flood_task
+from terrawatch.tasks.flood.reference_product import ReferenceLayer, search_reference_products
 from terrawatch.tasks.flood.search import (
     FloodWindows,
     flood_windows,
@@ -42,6 +49,7 @@ from terrawatch.tasks.flood.search import (
     search_sar_window_task,
     water_indices,
 )
+from terrawatch.tasks.flood.terrain import search_dem
 from terrawatch.tasks.flood.tile import FloodTileJob, flood_tiles_task
 
 __all__ = ["FloodInputs", "FloodModelOptions", "flood", "flood_inputs"]
@@ -67,6 +75,10 @@ class FloodInputs:
     """Cloud-free optical scenes from the event on."""
     reference: SearchResult | None = None
     """SAR scenes of the reference window (threshold member), comparable with the post side."""
+    dem: tuple[dict, ...] = ()
+    """DEM items over the AOI from the catalog (radar shadow and layover); empty: none."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products of the catalog over the AOI (JRC GSW, ESA WorldCover)."""
 
 
 def flood_inputs(
@@ -118,7 +130,8 @@ def flood_inputs(
     )
     check_comparable(pre, post, composite.polarizations)
     optical: tuple[SearchResult | None, SearchResult | None] = (None, None)
-    if search.optical:
+    wants_optical = model.method in ("auto", "optical", "ensemble")
+    if search.optical and wants_optical:
         optical = tuple(  # type: ignore[assignment]
             find_optical(search.catalog, aoi, side, dates, search.optical_collections,
                          search.max_cloud, search.max_items)
@@ -126,25 +139,32 @@ def flood_inputs(
         )  # fmt: skip
     if search.landcover_cube:
         check_landcover_cube(search.landcover_cube)
+    post_optical = optical[1].items if optical[1] is not None else ()
+    spectral = bool(spectral_items(post_optical))
+    segmenter = bool(post_optical) and wants_optical and optical_segmenter(model)
     if model.method == "auto":  # probes each member's weights: a missing file is no error
-        members = flood_members(model, search.optical)
+        members = flood_members(model, spectral or segmenter)
     else:
         with all_missing_weights():  # every missing file named in one error
-            members = flood_members(model, search.optical)
+            members = flood_members(model, spectral or segmenter)
     spec = FloodSpec(
         model.spec(classes) if "alignearth" in members else None,
         water,
-        model.optical_spec(classes) if "optical" in members else None,
+        model.optical_spec(classes) if "optical" in members and segmenter else None,
         threshold="threshold" in members,
         method=model.method,
         classes=classes,
+        spectral="optical" in members and spectral,
     )
     reference = None
     if spec.threshold:
         find_reference = search_reference_window_task if tasks else search_reference_window
         reference = find_reference(search.catalog, aoi, reference_window, pre, post, collections,
                                    max(search.max_items, windows.reference_days))  # fmt: skip
-    return FloodInputs(window, spec, composite, pre, post, *optical, reference=reference)
+    dem = search_dem(search.catalog, aoi) if spec.sar is not None or spec.threshold else ()
+    products = search_reference_products(search.catalog, aoi)
+    return FloodInputs(window, spec, composite, pre, post, *optical, reference=reference,
+                       dem=dem, reference_products=products)  # fmt: skip
 
 
 @flow(name="flood", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
@@ -174,8 +194,11 @@ def flood(
             ``["water"]``).
         store: Zarr store path or fsspec URL; an existing flood cube gets a new event.
         windows: Days before and after the event searched.
-        search: Catalog, SAR collections, optical scenes (``optical``: cloud-free Sentinel-2
-            pixels win over SAR, ``source_*`` = 2 there) and scene filters.
+        search: Catalog, SAR collections, optical scenes (``optical``, on by default: the
+            optical member's NDWI/MNDWI rule on SCL-masked Sentinel-2 pixels, and where its
+            weights are found the optical segmenter, whose pixels win over SAR for
+            ``alignearth``; ``source_*`` = 2 where the optical member saw the pixel) and scene
+            filters.
         sar: Orbit direction, polarisations, speckle filter and composite of the SAR scenes.
         grid: Output resolution and CRS (default: 10 m, Sentinel-1's; the AOI's UTM zone).
         tiling: Chunk (tile) size, halo and loader.
@@ -197,13 +220,17 @@ def flood(
         inputs.post_optical, grid.resolution, grid.crs, chunk=tiling.chunk,
         run_id=str(flow_run.get_id() or ""),
         replace=tiling.replace, reference=inputs.reference, loader=tiling.loader,
+        dem=inputs.dem, reference_products=inputs.reference_products,
     )  # fmt: skip
     logger.info("flood members: %s (--method %s)", ", ".join(plan.members), model.method)
+    if "optical" in plan.members:
+        logger.info("optical member: %s", optical_note(spec.spectral, spec.optical is not None))
     cube, grid_spec = plan.cube, plan.grid
     jobs = [
         FloodTileJob(store, cube.time_index, tile, tiling.chunk, grid_spec, plan.pre, plan.post,
-                     plan.sar, plan.threshold, search.landcover_cube, halo=tiling.halo,
-                     loader=tiling.loader, lease=writer_token(store))
+                     plan.sar, plan.threshold, search.landcover_cube, plan.terrain,
+                     plan.reference_products, halo=tiling.halo, loader=tiling.loader,
+                     lease=writer_token(store))
         for tile in cube.todo
     ]  # fmt: skip
     logger.info("flood store %s, event %s: %d tiles to write", store, window.event, len(jobs))

@@ -1,9 +1,13 @@
 """Which flood members run: ``--method`` against the weights and scenes at hand.
 
 ``auto`` runs every member that can: the weights-free ``threshold`` member always, ``alignearth``
-where its weights are found (or a ``--model-factory`` segmenter is given), ``optical`` with
-``--optical`` scenes and weights. Naming a member (or ``ensemble``, all three) makes its weights
-required: a missing file is the usual one-line WeightsNotFoundError.
+where its weights are found (or a ``--model-factory`` segmenter is given), ``optical`` where
+post-event optical scenes were found (on by default, ``--no-optical`` turns it off): its
+weights-free NDWI/MNDWI rule on Sentinel-2 scenes, joined by the SegEarth-OV segmenter's water
+classes where the optical CLIP weights are found. Naming ``alignearth`` (or ``ensemble``) makes
+its weights required: a missing file is the usual one-line WeightsNotFoundError. The optical
+segmenter is never required (its member runs weights-free), but a ``--optical-weights`` path
+given must exist.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ def flood_members(model: FloodModelOptions, optical: bool) -> tuple[str, ...]:
 
     Args:
         model: The model options (``method``, weights, factory).
-        optical: Whether optical scenes are searched (``--optical``).
+        optical: Whether the optical member can run: post-event optical scenes were found that
+            its NDWI/MNDWI rule can read, or any with the optical segmenter's weights
+            (:func:`optical_segmenter`).
 
     Raises:
-        InputError: ``--method optical`` without ``--optical``.
+        InputError: ``--method optical`` without usable optical scenes.
         WeightsNotFoundError: a member named by ``--method`` lacks its weights.
     """
     method = model.method
@@ -32,14 +38,15 @@ def flood_members(model: FloodModelOptions, optical: bool) -> tuple[str, ...]:
         return ("threshold",)
     if method == "optical" and not optical:
         raise InputError(
-            "--method optical needs optical scenes: add --optical (cloud-free Sentinel-2 after "
-            "the event), or use --method auto"
+            "--method optical needs cloud-free optical scenes after the event: none were found "
+            "that the member can read (Sentinel-2 L2A with green, NIR, SWIR1 and SCL bands, or "
+            "any optical scene with SegEarth-OV weights); drop --no-optical, widen --post-days, "
+            "raise --max-cloud, or use --method auto"
         )
     if method == "optical":
-        resolve_optical_weights(model)
         return ("optical",)
     if method in ("alignearth", "ensemble"):
-        model.resolve_weights(optical=optical and method == "ensemble")
+        model.resolve_weights(optical=False)
         if method == "alignearth":
             return ("alignearth",)
         return ("threshold", "alignearth", *(("optical",) if optical else ()))
@@ -52,18 +59,31 @@ def flood_members(model: FloodModelOptions, optical: bool) -> tuple[str, ...]:
             raise  # a path the user gave must exist
         logger.warning("no AlignEarth weights (%s); --method auto runs without it", err)
     if optical:
-        try:
-            resolve_optical_weights(model)
-            members.append("optical")
-        except WeightsNotFoundError as err:
-            if model.optical_weights:
-                raise
-            logger.warning("no optical CLIP weights (%s); --method auto runs without it", err)
+        members.append("optical")
     if members == ["threshold"]:
         logger.warning(
             "no segmenter weights: --method auto runs the weights-free threshold member only"
         )
     return tuple(members)
+
+
+def optical_segmenter(model: FloodModelOptions) -> bool:
+    """Whether the optical segmenter can join the optical member: its weights are found (or a
+    ``--model-factory`` builds it).
+
+    Raises:
+        WeightsNotFoundError: a ``--optical-weights`` path given does not exist.
+    """
+    try:
+        resolve_optical_weights(model)
+    except WeightsNotFoundError as err:
+        if model.optical_weights:
+            raise  # a path the user gave must exist
+        logger.warning(
+            "no optical CLIP weights (%s); the optical member runs its NDWI/MNDWI rule alone", err
+        )
+        return False
+    return True
 
 
 def resolve_optical_weights(model: FloodModelOptions) -> None:

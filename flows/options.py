@@ -364,7 +364,7 @@ class FloodWindowOptions(Options):
 
 
 class FloodSearchOptions(SearchOptions):
-    """SAR scenes of both windows, and optionally cloud-free optical scenes."""
+    """SAR scenes of both windows, and cloud-free optical scenes where the catalog has them."""
 
     catalog: str = Field(
         "planetary-computer",
@@ -377,9 +377,10 @@ class FloodSearchOptions(SearchOptions):
         "sentinel-1-grd)",
     )
     optical: bool = Field(
-        False,
-        description="also use cloud-free optical scenes (Sentinel-2 L2A) in both windows; their "
-        "valid pixels win over SAR",
+        True,
+        description="use cloud-free optical scenes (Sentinel-2 L2A) of both windows where the "
+        "catalog has them: the optical member's NDWI/MNDWI rule on SCL-masked pixels, and the "
+        "optical segmenter where its weights are found",
     )
     optical_collections: list[str] | None = Field(
         None, description="optical collections (default: sentinel-2-l2a)"
@@ -421,9 +422,9 @@ class FloodModelOptions(ModelOptions):
     method: Literal["auto", "threshold", "alignearth", "optical", "ensemble"] = Field(
         "auto",
         description="flood members: auto (every member that can run: threshold always, "
-        "alignearth where its weights are present, optical with --optical and weights), "
-        "threshold (weights-free SAR), alignearth, optical, or ensemble (all three, weights "
-        "required)",
+        "alignearth where its weights are present, optical where post-event Sentinel-2 scenes "
+        "exist), threshold (weights-free SAR), alignearth, optical (NDWI/MNDWI, plus the "
+        "segmenter with weights), or ensemble (all three, AlignEarth weights required)",
     )
 
     def resolve_weights(self, optical: bool = False) -> None:

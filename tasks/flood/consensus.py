@@ -8,6 +8,8 @@ log-odds added up (the logarithmic opinion pool of independent members; each pro
 clipped to :data:`PROBABILITY_CLIP`, so that no single member decides alone with certainty).
 Two members sure of water give more than either alone, a disagreement lands near the more
 certain one's side but far from 0 or 100, and ``source`` has one bit per observing member.
+A member with several views of a pixel (``optical``: its NDWI/MNDWI rule and, with weights, its
+segmenter) votes once there, with the mean of its views' probabilities (:func:`merge_views`).
 """
 
 from __future__ import annotations
@@ -50,8 +52,26 @@ class Consensus:
     """uint8 bit flags of the members that observed the pixel (0: none)."""
 
 
+def merge_views(votes: list[Vote]) -> list[Vote]:
+    """One vote per member: where several views of one member observed a pixel, their mean."""
+    merged: dict[str, Vote] = {}
+    for vote in votes:
+        seen = vote.observed & np.isfinite(vote.probability)
+        prob = np.where(seen, vote.probability, np.nan).astype(np.float32)
+        earlier = merged.get(vote.member)
+        if earlier is None:
+            merged[vote.member] = Vote(vote.member, seen, prob)
+            continue
+        both = earlier.observed & seen
+        mean = np.where(both, 0.5 * (earlier.probability + prob), earlier.probability)
+        mean = np.where(seen & ~earlier.observed, prob, mean).astype(np.float32)
+        merged[vote.member] = Vote(vote.member, earlier.observed | seen, mean)
+    return list(merged.values())
+
+
 def consensus(votes: list[Vote], shape: tuple[int, int]) -> Consensus:
     """Majority of the observing members per pixel, and their pooled probability as likelihood."""
+    votes = merge_views(votes)
     count = np.zeros(shape, np.int16)
     water_votes = np.zeros(shape, np.int16)
     log_odds = np.zeros(shape, np.float32)

@@ -14,10 +14,12 @@ metadata, template first, chunk-aligned region writes, ``tile_done`` record, ``s
 - ``observed_water``: uint8 1 = water after the event by the ensemble's consensus
   (:mod:`tasks.flood.consensus`), 0 = not water, 255 = no member observed the pixel.
 - ``reference_water``: uint8 1 = normal water (water in most scenes of the reference window, or
-  before the event for the model members alone), 0 = not, 255 = never observed before.
+  before the event for the model members alone; or water in a reference product of the catalog,
+  :mod:`tasks.flood.reference_product`), 0 = not, 255 = never observed before.
 - ``exclusion``: uint8 bit flags (CF ``flag_masks``) where SAR cannot see water arrive: 1 =
   permanently low backscatter (dark in every reference scene), 2 urban and 4 dense forest (from
-  a ``--landcover-cube``); 0 = none.
+  a ``--landcover-cube``), 8 layover and 16 radar shadow (from a DEM in the catalog,
+  :mod:`tasks.flood.terrain`); 0 = none.
 - ``likelihood``: uint8 0..100 water likelihood (members' agreement and margins), 255 = none.
 - ``source``: uint8 bit flags of the members that observed the pixel (1 threshold, 2
   alignearth, 4 optical); 0 = none.
@@ -84,8 +86,8 @@ ENSEMBLE_VARS = ("observed_water", "reference_water", "exclusion", "likelihood",
 """The ensemble's layers (all uint8), besides ``observed_at`` (int64)."""
 MEMBER_MEANINGS = "threshold alignearth optical"
 """Meaning of the ``source`` bits 1, 2, 4 (:data:`tasks.flood.consensus.MEMBERS`)."""
-EXCLUSION_MEANINGS = "low_backscatter urban dense_forest"
-"""Meaning of the ``exclusion`` bits 1, 2, 4."""
+EXCLUSION_MEANINGS = "low_backscatter urban dense_forest layover radar_shadow"
+"""Meaning of the ``exclusion`` bits 1, 2, 4, 8, 16."""
 NO_TIME = -1
 """``observed_at`` where no post-event scene saw the pixel."""
 
@@ -121,16 +123,19 @@ _REFERENCE_ATTRS = {
     "flag_values": np.array([0, 1], np.uint8),
     "flag_meanings": "not_reference_water reference_water",
     "comment": "threshold member: water in most SAR scenes of the reference window "
-    "(reference_days); model members alone: water before the event; 255 (_FillValue) = never "
-    "observed before the event",
+    "(reference_days); model members alone: water before the event; or water in a reference "
+    "product of the catalog (JRC GSW occurrence >= 50 %, ESA WorldCover class 80; provenance "
+    "reference_products); 255 (_FillValue) = never observed before the event",
 }
 _EXCLUSION_ATTRS = {
     "long_name": "where SAR cannot see flood water",
-    "flag_masks": np.array([1, 2, 4], np.uint8),
+    "flag_masks": np.array([1, 2, 4, 8, 16], np.uint8),
     "flag_meanings": EXCLUSION_MEANINGS,
     "comment": "bit 1: below the water threshold in every reference scene (sand, tarmac, radar "
     "shadow, and permanent water); bits 2 and 4: urban and forest classes of the land-cover "
-    "cube given (--landcover-cube); 0 = not excluded; 255 (_FillValue) = tile not written yet",
+    "cube given (--landcover-cube); bits 8 and 16: layover and radar shadow from the catalog's "
+    "DEM and the SAR viewing geometry; 0 = not excluded; 255 (_FillValue) = tile not written "
+    "yet",
 }
 _LIKELIHOOD_ATTRS = {
     "long_name": "water likelihood after the event",
@@ -253,7 +258,7 @@ FLOOD_CUBE = CubeKind(
         ),
         CubeVariable("observed_water", _OBSERVED_ATTRS, values=2),
         CubeVariable("reference_water", _REFERENCE_ATTRS, values=2),
-        CubeVariable("exclusion", _EXCLUSION_ATTRS, values=8, nodata=0),
+        CubeVariable("exclusion", _EXCLUSION_ATTRS, values=32, nodata=0),
         CubeVariable("likelihood", _LIKELIHOOD_ATTRS, values=101),
         CubeVariable("source", _MEMBERS_ATTRS, values=8, nodata_ok=False, nodata=0),
         CubeVariable(

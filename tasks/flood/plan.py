@@ -36,10 +36,17 @@ from terrawatch.tasks.flood.cube import (
     FloodStep,
     prepare_flood_cube,
 )
+from terrawatch.tasks.flood.optical_member import (
+    SPECTRAL_BANDS,
+    spectral_items,
+    spectral_settings,
+)
+from terrawatch.tasks.flood.reference_product import ReferenceLayer
 from terrawatch.tasks.flood.scene_thresholds import plan_thresholds, threshold_settings
 from terrawatch.tasks.flood.search import (
     FloodWindows,
 )
+from terrawatch.tasks.flood.terrain import TerrainPlan, plan_terrain
 from terrawatch.tasks.flood.threshold_member import ThresholdPlan
 
 logger = logging.getLogger(__name__)
@@ -61,11 +68,14 @@ class FloodSpec:
     """The ``--method`` asked for (``members`` is what it resolved to)."""
     classes: ClassNames | None = None
     """The run's classes (the segmenters' own when None)."""
+    spectral: bool = False
+    """Whether the optical member's weights-free NDWI/MNDWI rule runs (post-event S2 found)."""
 
     @property
     def members(self) -> tuple[str, ...]:
         """The members that run, in ``source`` bit order."""
-        on = (self.threshold, self.sar is not None, self.optical is not None)
+        optical = self.optical is not None or self.spectral
+        on = (self.threshold, self.sar is not None, optical)
         return tuple(name for name, flag in zip(MEMBERS, on, strict=True) if flag)
 
 
@@ -76,7 +86,9 @@ class Scenes:
     sar: tuple[dict, ...]
     """SAR items, by time."""
     optical: tuple[dict, ...] = ()
-    """Cloud-free optical items, least cloudy first; empty for SAR only."""
+    """Cloud-free optical items for the optical segmenter, least cloudy first; empty: none."""
+    spectral: tuple[dict, ...] = ()
+    """Optical items with green, NIR, SWIR1 and SCL for the NDWI/MNDWI rule; empty: rule off."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,10 @@ class FloodPlan:
     """The threshold member's reference scenes and scene thresholds (None: member off)."""
     members: tuple[str, ...] = ()
     """The members that run."""
+    terrain: TerrainPlan | None = None
+    """The DEM and viewing geometry of the shadow and layover bits (None: no DEM found)."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products found in the catalog."""
 
 
 def plan_flood(
@@ -119,6 +135,8 @@ def plan_flood(
     replace: bool = False,
     reference: SearchResult | None = None,
     loader: str = "odc",
+    dem: tuple[dict, ...] = (),
+    reference_products: tuple[ReferenceLayer, ...] = (),
 ) -> FloodPlan:
     """Check both sides, derive the grid, open every asset, warm the models, prepare the cube.
 
@@ -137,14 +155,26 @@ def plan_flood(
     )
     reference_items = (reference or pre).items if spec.threshold else ()
     check_sar_readable([*pre.items, *post.items, *reference_items], sar.polarizations)
-    optical = [best_first(r.items) if r else () for r in (pre_optical, post_optical)]
+    found = [best_first(r.items) if r else () for r in (pre_optical, post_optical)]
+    optical = found if spec.optical is not None else [(), ()]
     if any(optical):
         check_readable([*optical[0], *optical[1]], RGB_BANDS)
+    spectral = [spectral_items(f) if spec.spectral else () for f in found]
+    if any(spectral):
+        check_readable([*spectral[0], *spectral[1]], SPECTRAL_BANDS)
     models, classes = _warm_models(spec, any(optical))
-    sides = (Scenes(pre.items, optical[0]), Scenes(post.items, optical[1]))
+    sides = (
+        Scenes(pre.items, optical[0], spectral[0]),
+        Scenes(post.items, optical[1], spectral[1]),
+    )
     searches = (pre, post, pre_optical, post_optical)
     provenance = _provenance(windows, sides, classes, spec, sar, summary, models, searches)
     provenance["run_id"] = run_id or uuid.uuid4().hex
+    if spec.spectral:
+        provenance["optical_member"] = {
+            "spectral": spectral_settings(*spectral),
+            "segmenter": "segearth-ov water classes" if spec.optical is not None else None,
+        }
     threshold = None
     if spec.threshold:
         threshold, records = plan_thresholds(post.items, reference_items, grid, sar, summary,
@@ -152,6 +182,9 @@ def plan_flood(
         provenance["items_reference_sar"] = [i["id"] for i in reference_items]
         provenance["scene_thresholds"] = records
         provenance["threshold_member"] = threshold_settings()
+    terrain = plan_terrain(post.items, dem)
+    provenance["terrain"] = terrain.to_attrs() if terrain is not None else None
+    provenance["reference_products"] = [layer.to_attrs() for layer in reference_products]
     step = FloodStep(
         windows.event,
         windows.post[1],
@@ -167,7 +200,8 @@ def plan_flood(
         len(cube.todo),
         cube.n_tiles[0] * cube.n_tiles[1],
     )
-    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary, threshold, spec.members)
+    return FloodPlan(cube, grid, sides[0], sides[1], sar, summary, threshold, spec.members,
+                     terrain, reference_products)  # fmt: skip
 
 
 def check_comparable(
@@ -199,7 +233,8 @@ def _warm_models(spec: FloodSpec, optical: bool) -> tuple[dict[str, Any], ClassN
 
 
 def _ids(scenes: Scenes) -> tuple[str, ...]:
-    return tuple(i["id"] for i in (*scenes.sar, *scenes.optical))
+    ids = [i["id"] for i in (*scenes.sar, *scenes.optical, *scenes.spectral)]
+    return tuple(dict.fromkeys(ids))
 
 
 def _provenance(
@@ -223,8 +258,8 @@ def _provenance(
         "post_window": list(windows.post),
         "items_pre_sar": [i["id"] for i in sides[0].sar],
         "items_post_sar": [i["id"] for i in sides[1].sar],
-        "items_pre_optical": [i["id"] for i in sides[0].optical],
-        "items_post_optical": [i["id"] for i in sides[1].optical],
+        "items_pre_optical": _optical_ids(sides[0]),
+        "items_post_optical": _optical_ids(sides[1]),
         "dropped_items": [list(d) for r in searches if r is not None for d in r.dropped],
         "water_classes": [classes.names[i] for i in spec.water],
         "method": spec.method,
@@ -242,11 +277,33 @@ def _provenance(
     return json.loads(json.dumps(info, default=str))
 
 
+def _optical_ids(scenes: Scenes) -> list[str]:
+    return list(dict.fromkeys(i["id"] for i in (*scenes.optical, *scenes.spectral)))
+
+
 def _members_note(spec: FloodSpec) -> str:
     """Why these members ran, for the provenance."""
     if spec.members == ("threshold",) and spec.method == "auto":
         return "no segmenter weights found: auto ran the weights-free threshold member only"
-    return f"--method {spec.method}"
+    if spec.method == "auto" and spec.sar is None and spec.optical is None:
+        return (
+            f"no segmenter weights found: auto ran the weights-free members only "
+            f"({', '.join(spec.members)}; optical: {optical_note(spec.spectral, False)})"
+        )
+    note = f"--method {spec.method}"
+    if "optical" in spec.members:
+        note += "; optical: " + optical_note(spec.spectral, spec.optical is not None)
+    return note
+
+
+def optical_note(spectral: bool, segmenter: bool) -> str:
+    """What the optical member ran, for the log and the provenance."""
+    parts = ["NDWI/MNDWI rule on SCL-masked Sentinel-2"] if spectral else []
+    if segmenter:
+        parts.append("SegEarth-OV water classes")
+    elif spectral:
+        parts.append("no optical segmenter weights")
+    return ", ".join(parts)
 
 
 plan_flood_task = task(plan_flood, name="plan-flood", cache_policy=NO_CACHE)

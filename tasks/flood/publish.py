@@ -166,6 +166,24 @@ def method_lines(attrs: dict) -> list[str]:
     for record in attrs.get("scene_thresholds", []):
         parts = [f"{p} {v['db']} dB ({v['method']})" for p, v in record.items() if p != "scene"]
         lines.append(f"scene {record['scene']}: " + ", ".join(parts))
+    optical = (attrs.get("optical_member") or {}).get("spectral")
+    if optical:
+        lines.append(
+            f"optical member: NDWI (McFeeters 1996) > {optical['ndwi_threshold']} and MNDWI (Xu "
+            f"2006) > {optical['mndwi_threshold']} on Sentinel-2 pixels the SCL calls clear "
+            f"(not observed: SCL {optical['scl_not_observed']}); post-event scenes "
+            f"{', '.join(optical['items_post']) or 'none'}"
+        )
+    for product in attrs.get("reference_products") or []:
+        lines.append(f"reference water product: {product['rule']} ({', '.join(product['items'])})")
+    terrain = attrs.get("terrain")
+    if terrain:
+        lines.append(
+            f"radar shadow and layover: DEM {', '.join(terrain['dem_items'])}, look azimuth "
+            f"{terrain['look_azimuth_deg']} deg, incidence {terrain['incidence']}"
+        )
+    elif "terrain" in attrs:
+        lines.append("radar shadow and layover: no DEM in the catalog, not flagged")
     if attrs.get("model"):
         lines.append(f"segmenter: {attrs['model'].get('backbone', '?')}")
     lines.append(

@@ -195,12 +195,23 @@ def search_optical_window(
     max_cloud: float | None = 10.0,
     max_items: int | None = 20,
 ) -> SearchResult | None:
-    """Cloud-free optical scenes of one window, or None when there are none (SAR only then)."""
+    """Cloud-free optical scenes of one window, or None when there are none (SAR only then).
+
+    Optical scenes are searched by default, so a catalog without the default optical
+    collection (a local SAR-only folder) means none; collections the user named must exist.
+    """
+    named = bool(collections)
     collections = list(collections) if collections else list(OPTICAL_COLLECTIONS)
     try:
         return search_items(catalog, aoi, *window, collections, max_cloud, max_items)
     except NoScenesError as err:
         logger.info("no optical scenes in the %s; SAR only there (%s)", _SIDES[side], err)
+        return None
+    except InputError as err:
+        if named or "not found in local catalog" not in str(err):
+            raise
+        logger.info("no optical collection in the catalog; SAR only in the %s (%s)",
+                    _SIDES[side], err)  # fmt: skip
         return None
 
 

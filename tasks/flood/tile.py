@@ -40,8 +40,11 @@ from terrawatch.tasks.flood.cube import (
     SOURCE_SAR,
 )
 from terrawatch.tasks.flood.landcover import landcover_exclusion
+from terrawatch.tasks.flood.optical_member import SpectralView, spectral_view
 from terrawatch.tasks.flood.plan import FloodSpec, Scenes
+from terrawatch.tasks.flood.reference_product import ReferenceLayer, product_water
 from terrawatch.tasks.flood.stack import DbStack, read_db_stack
+from terrawatch.tasks.flood.terrain import TerrainPlan, terrain_exclusion
 from terrawatch.tasks.flood.threshold_member import ThresholdPlan, Thresholds, threshold_view
 
 
@@ -59,6 +62,10 @@ class FloodTileJob(TileJob):
     """The threshold member's reference scenes and scene thresholds; None: member off."""
     landcover: str | None = None
     """A land-cover cube whose urban and forest classes are excluded (``--landcover-cube``)."""
+    terrain: TerrainPlan | None = None
+    """The DEM and viewing geometry of the shadow and layover bits; None: no DEM."""
+    reference_products: tuple[ReferenceLayer, ...] = ()
+    """Reference water products of the catalog, OR-ed into ``reference_water``."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,14 @@ class Sides:
     """Time of the first post-event scene (``observed_at`` of the segmenters alone)."""
     landcover_bits: np.ndarray | None = None
     """Exclusion bits from the land-cover cube (urban, forest) over the window."""
+    pre_spectral: SpectralView | None = None
+    """The optical member's NDWI/MNDWI rule on the latest clear pre-event pixels (None: off)."""
+    post_spectral: SpectralView | None = None
+    """The same on the earliest clear post-event pixels."""
+    terrain_bits: np.ndarray | None = None
+    """Layover and radar-shadow exclusion bits over the window (None: no DEM)."""
+    product_water: np.ndarray | None = None
+    """Where a reference water product says water (None: no product)."""
 
 
 def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[Sides, np.ndarray]:
@@ -122,7 +137,22 @@ def read_sides(job: FloodTileJob, spec: FloodSpec, window: TileWindow) -> tuple[
     bits = None
     if job.landcover is not None:
         bits = landcover_exclusion(job.landcover, job.grid, window.outer)
-    sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first, bits)
+    spectral = [
+        spectral_view(s.spectral, job.grid, window.outer, job.loader, latest_first=latest)
+        if s.spectral else None
+        for s, latest in ((job.pre, True), (job.post, False))
+    ]  # fmt: skip
+    for view in spectral:
+        if view is not None:
+            valid |= view.observed
+    terrain = None
+    if job.terrain is not None:
+        terrain = terrain_exclusion(job.terrain, job.grid, window.outer)
+    products = None
+    if job.reference_products:
+        products = product_water(job.reference_products, job.grid, window.outer)
+    sides = Sides(window.outer_shape, pre, post, post_db, reference_db, thresholds, first, bits,
+                  *spectral, terrain, products)  # fmt: skip
     return sides, valid
 
 
@@ -170,6 +200,13 @@ def _segmenter_votes(spec: FloodSpec, layers: tuple[Layer, ...]) -> list[Vote]:
     return votes
 
 
+def earliest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel the earlier of two ``observed_at`` layers (:data:`NO_TIME` where neither)."""
+    big = np.iinfo(np.int64).max
+    both = np.minimum(np.where(a == NO_TIME, big, a), np.where(b == NO_TIME, big, b))
+    return np.where(both == big, NO_TIME, both).astype(np.int64)
+
+
 def _sensor(members: np.ndarray) -> np.ndarray:
     """``source_*`` from member bits: optical where the optical member saw it, else SAR."""
     sensor = np.where(members != 0, SOURCE_SAR, SOURCE_NONE).astype(np.uint8)
@@ -181,6 +218,9 @@ def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
     """Every member's votes, their consensus before and after, and the ensemble's layers."""
     pre_votes = _segmenter_votes(spec, sides.pre)
     post_votes = _segmenter_votes(spec, sides.post)
+    for votes, spectral in ((pre_votes, sides.pre_spectral), (post_votes, sides.post_spectral)):
+        if spectral is not None:
+            votes.append(Vote("optical", spectral.observed, spectral.probability))
     view = None
     if sides.post_db is not None:
         view = threshold_view(sides.post_db, sides.reference_db, sides.thresholds or {})
@@ -199,8 +239,17 @@ def segment_sides(spec: FloodSpec, sides: Sides) -> dict[str, np.ndarray]:
         reference, exclusion = water_pre, np.zeros(sides.shape, np.uint8)
         first = sides.first_post.astype(np.int64) if sides.first_post is not None else NO_TIME
         observed_at = np.where(after.source != 0, first, NO_TIME).astype(np.int64)
+    if sides.post_spectral is not None:  # the earliest scene of any member that saw it
+        seen = sides.post_spectral.observed
+        optical_at = np.where(seen, sides.post_spectral.observed_at, NO_TIME)
+        optical_only = seen & (after.source == MEMBER_BITS["optical"])
+        observed_at = np.where(optical_only, optical_at, earliest(observed_at, optical_at))
     if sides.landcover_bits is not None:
         exclusion = exclusion | sides.landcover_bits
+    if sides.terrain_bits is not None:
+        exclusion = exclusion | sides.terrain_bits
+    if sides.product_water is not None:
+        reference = np.where(sides.product_water, 1, reference).astype(np.uint8)
     return {
         "water_pre": water_pre,
         "water_post": after.water,

@@ -168,3 +168,168 @@ def csi(found: np.ndarray, truth: np.ndarray) -> float:
     """Critical success index: hits / (hits + misses + false alarms)."""
     hits = int((found & truth).sum())
     return hits / max(1, hits + int((~found & truth).sum()) + int((found & ~truth).sum()))
+
+
+# --- a Sentinel-2 L2A scene of the event (the optical member) ---------------------------------
+
+S2_REFLECTANCE = {  # green, nir, swir16 surface reflectance
+    "land": (0.08, 0.30, 0.25),
+    "water": (0.06, 0.02, 0.01),
+    "sand": (0.25, 0.35, 0.45),
+    "cloud": (0.50, 0.50, 0.35),  # MNDWI +0.18: water to the index, were it not masked
+    "shadow": (0.02, 0.06, 0.04),
+}
+"""Typical reflectances; NDWI and MNDWI are negative on land and sand, positive on water."""
+SCL_CLASS = {"land": 4, "water": 6, "sand": 5, "cloud": 9, "shadow": 3}
+"""Scene Classification class of each surface: 4 vegetation, 6 water, 5 not vegetated, 9 cloud
+high probability, 3 cloud shadow."""
+S2_BANDS = {"green": "B03", "nir": "B08", "swir16": "B11", "scl": "SCL"}
+
+
+def write_optical_scene(
+    root: Path, event: Event, cloud: np.ndarray, when: str, item_id: str = "s2-post"
+) -> Path:
+    """A Sentinel-2 L2A item over the event (Earth Search asset keys, DN with BOA offset).
+
+    After the event: the lake, the river and the planted flood are water, the sand bright;
+    ``cloud`` (a mask of the scene) is cloud, with its shadow two rows below it.
+    """
+    surface = np.full((event.size, event.size), "land", dtype=object)
+    surface[event.water | event.flood] = "water"
+    surface[event.sand] = "sand"
+    shadow = np.roll(cloud, 6, axis=0) & ~cloud
+    shadow[:6] = False
+    surface[shadow] = "shadow"
+    surface[cloud] = "cloud"
+    rng = np.random.default_rng(7)
+    cogs, catalog = root / "cogs", root / "catalog"
+    hrefs = {}
+    for i, band in enumerate(("green", "nir", "swir16")):
+        table = {name: values[i] for name, values in S2_REFLECTANCE.items()}
+        reflectance = np.vectorize(table.get, otypes=[np.float32])(surface)
+        reflectance *= rng.normal(1.0, 0.05, reflectance.shape).astype(np.float32)
+        dn = np.clip((reflectance + 0.1) * 10_000, 1, 65535).astype(np.uint16)
+        hrefs[band] = _write_band(cogs / f"{item_id}-{S2_BANDS[band]}.tif", dn, event.origin)
+    scl = np.vectorize(SCL_CLASS.get, otypes=[np.uint8])(surface)
+    hrefs["scl"] = _write_band(cogs / f"{item_id}-SCL.tif", scl, event.origin)
+    item = _s2_item(event, item_id, when, hrefs)
+    path = catalog / f"{item_id}.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+def _write_band(path: Path, data: np.ndarray, origin: tuple[float, float]) -> str:
+    size = data.shape[0]
+    profile = dict(driver="COG", dtype=str(data.dtype), count=1, height=size, width=size, crs=CRS,
+                   transform=from_origin(*origin, RES, RES), nodata=0, blocksize=64)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return str(path)
+
+
+def _s2_item(event: Event, item_id: str, when: str, hrefs: dict[str, str]) -> dict:
+    to_lonlat = pyproj.Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    left, top = event.origin
+    span = event.size * RES
+    west, south, east, north = to_lonlat.transform_bounds(left, top - span, left + span, top)
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    scaled = [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]
+    assets = {
+        band: {
+            "href": href,
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"],
+            **(
+                {"eo:bands": [{"name": band, "common_name": band}], "raster:bands": scaled}
+                if band != "scl"
+                else {"raster:bands": [{"nodata": 0, "data_type": "uint8"}]}
+            ),
+        }
+        for band, href in hrefs.items()
+    }
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": item_id,
+        "collection": "sentinel-2-l2a",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [west, south, east, north],
+        "properties": {
+            "datetime": when, "platform": "sentinel-2a", "eo:cloud_cover": 5.0,
+            "s2:processing_baseline": "05.10", "proj:epsg": 32633,
+            "proj:shape": [event.size, event.size],
+            "proj:transform": [RES, 0.0, left, 0.0, -RES, top, 0.0, 0.0, 1.0],
+        },
+        "links": [], "assets": assets,
+    }  # fmt: skip
+
+
+# --- a DEM of the event (radar shadow and layover) ---------------------------------------------
+
+BACKSLOPE_DEG = 70.0
+"""The ridge's west face, under the radar-shadow strip: steeper than 90 - 37.5 (shadow)."""
+FORESLOPE_DEG = 60.0
+"""Its east face, towards the descending pass's sensor: steeper than 37.5 (layover)."""
+
+
+def ridge_columns(event: Event) -> tuple[np.ndarray, np.ndarray]:
+    """Scene columns of the ridge's west face (the shadow strip) and of its east face."""
+    strip = np.flatnonzero(event.shadow.any(axis=0))
+    height = np.tan(np.deg2rad(BACKSLOPE_DEG)) * RES * (len(strip))
+    width = int(height / (np.tan(np.deg2rad(FORESLOPE_DEG)) * RES))
+    east = np.arange(strip[-1] + 1, min(event.size, strip[-1] + width))
+    return strip, east
+
+
+def write_dem(root: Path, event: Event, collection: str = "cop-dem-glo-30") -> Path:
+    """A DEM item of the event: flat at 50 m, a north-south ridge whose west face is the shadow
+    strip; as a 10 m COG (the real Copernicus DEM is 30 m) in a DEM collection."""
+    strip, _ = ridge_columns(event)
+    back = np.tan(np.deg2rad(BACKSLOPE_DEG)) * RES
+    fore = np.tan(np.deg2rad(FORESLOPE_DEG)) * RES
+    cols = np.arange(event.size, dtype=np.float64)
+    rise = (cols - (strip[0] - 1)) * back
+    top = rise[strip[-1]]
+    fall = top - (cols - strip[-1]) * fore
+    profile = np.where(cols < strip[0], 0.0, np.where(cols <= strip[-1], rise, fall))
+    dem = (50.0 + np.clip(profile, 0.0, None))[None, :].repeat(event.size, axis=0)
+    href = _write_cog(root / "cogs" / "dem.tif", dem.astype(np.float32), event.origin)
+    item = _s2_item(event, "dem-ridge", "2021-04-22T00:00:00Z", {})
+    item.update(collection=collection, assets={"data": {"href": href, "roles": ["data"]}})
+    item["properties"].pop("eo:cloud_cover")
+    path = root / "catalog" / "dem-ridge.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+# --- a reference water product of the event (JRC Global Surface Water) --------------------------
+
+
+def wetland_regions(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two parts of the planted flood patch: a seasonal wetland that holds water in 70 % of the
+    years (normal water) and a rarely wet one, 30 % (below the 50 % threshold: flood)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    seasonal = (yy > 0.56) & (yy < 0.62) & (xx > 0.76) & (xx < 0.85)
+    rare = (yy > 0.45) & (yy < 0.52) & (xx > 0.76) & (xx < 0.85)
+    return seasonal, rare
+
+
+def write_gsw(root: Path, event: Event) -> Path:
+    """A JRC GSW ``occurrence`` item (uint8 percent, 255 no data): 95 on the lake and the river,
+    70 on the seasonal wetland, 30 on the rarely wet one, 0 elsewhere; 10 m (the real one is
+    30 m)."""
+    seasonal, rare = wetland_regions(event.size)
+    occurrence = np.zeros((event.size, event.size), np.uint8)
+    occurrence[event.water] = 95
+    occurrence[seasonal] = 70
+    occurrence[rare] = 30
+    path = root / "cogs" / "gsw-occurrence.tif"
+    profile = dict(driver="COG", dtype="uint8", count=1, height=event.size, width=event.size,
+                   crs=CRS, transform=from_origin(*event.origin, RES, RES), nodata=255,
+                   blocksize=64)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(occurrence, 1)
+    item = _s2_item(event, "gsw-event", "2021-01-01T00:00:00Z", {})
+    item.update(collection="jrc-gsw", assets={"occurrence": {"href": str(path), "roles": ["data"]}})
+    item["properties"].pop("eo:cloud_cover")
+    out = root / "catalog" / "gsw-event.json"
+    out.write_text(json.dumps(item))
+    return out

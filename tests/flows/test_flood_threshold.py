@@ -19,7 +19,7 @@ from scipy.ndimage import binary_erosion
 
 from terrawatch.flows.flood import flood
 from terrawatch.flows.options import FloodModelOptions, FloodSearchOptions, TilingOptions
-from tests.flows.flood_event import EVENT, csi, write_event
+from tests.flows.flood_event import EVENT, csi, ridge_columns, write_dem, write_event
 
 SIZE = 200
 
@@ -31,6 +31,7 @@ def event_run(prefect_api, dask_cluster, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("flood-event")
     event = write_event(root, SIZE)
+    write_dem(root, event)  # a ridge whose west face is the shadow strip
     store = root / "flood.zarr"
     runner = DaskTaskRunner(address=dask_cluster.scheduler_address)
     summary = flood.with_options(task_runner=runner)(
@@ -77,7 +78,29 @@ def test_sand_and_shadow_are_excluded_not_flood(event_run):
         inside = _mask(event, cube, feature, erode=1)
         assert ((cube.exclusion.values[0][inside] & 1) == 1).mean() >= 0.98
         assert (cube.flooded.values[0][inside] == 1).mean() <= 0.01
-    assert cube.exclusion.attrs["flag_meanings"] == "low_backscatter urban dense_forest"
+    assert cube.exclusion.attrs["flag_meanings"] == (
+        "low_backscatter urban dense_forest layover radar_shadow"
+    )
+    assert list(cube.exclusion.attrs["flag_masks"]) == [1, 2, 4, 8, 16]
+
+
+@pytest.mark.slow
+def test_the_dem_flags_the_shadow_strip_and_the_ridge_front_by_their_own_bits(event_run):
+    """The catalog's DEM and the descending pass's geometry (looking west-north-west at 37.5
+    degrees): the ridge's west face (the dark strip) is radar shadow, its east face layover."""
+    event, cube, _ = event_run
+    exclusion = cube.exclusion.values[0]
+    shadow = _mask(event, cube, event.shadow, erode=1)
+    assert ((exclusion[shadow] & 16) == 16).all()
+    _, east = ridge_columns(event)
+    front = np.zeros_like(event.shadow)
+    front[:, east[1:-1]] = True
+    covered = _mask(event, cube, front) & (cube.source.values[0] != 0)
+    assert covered.sum() > 100 and ((exclusion[covered] & 8) == 8).all()
+    flat = _mask(event, cube, event.sand | event.flood, erode=1)
+    assert ((exclusion[flat] & (8 | 16)) == 0).all()
+    assert cube.attrs["terrain"]["dem_items"] == ["dem-ridge"]
+    assert cube.attrs["terrain"]["look_azimuth_deg"] == 283.0
 
 
 @pytest.mark.slow

@@ -108,13 +108,13 @@ def test_help_shows_each_fields_default_and_choices():
 
 
 def test_lists_none_switches_and_renamed_flags_reach_the_groups():
-    flood = _parse(*FLOOD, "--polarizations", "vv, vh", "--speckle", "none", "--optical",
+    flood = _parse(*FLOOD, "--polarizations", "vv, vh", "--speckle", "none", "--no-optical",
                    "--max-cloud", "none", "--model-factory", "pkg.mod:build")  # fmt: skip
     assert read_options(flood, SarInputOptions) == SarInputOptions(
         polarizations=["vv", "vh"], speckle=None
     )
     search = read_options(flood, FloodSearchOptions)
-    assert search.optical and search.max_cloud is None
+    assert not search.optical and search.max_cloud is None
     assert read_options(flood, FloodModelOptions).factory == "pkg.mod:build"
     align = _parse(*ALIGN, "--no-resume", "--chips", "c.zarr", "--orbit", "descending")
     assert not read_options(align, TrainingOptions).resume

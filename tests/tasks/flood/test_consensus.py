@@ -46,3 +46,19 @@ def test_no_member_observed_is_no_data():
     found = consensus([_vote("threshold", [0.9] * 4, observed=np.zeros(SHAPE, bool))], SHAPE)
     assert found.water.tolist() == [[255] * 4] and found.likelihood.tolist() == [[255] * 4]
     assert found.source.tolist() == [[0] * 4]
+
+
+def test_a_member_with_two_views_votes_once_with_their_mean():
+    """The optical member's rule and segmenter: one vote, their mean where both saw it."""
+    first = np.array([[True, True, False, False]])
+    second = np.array([[True, False, True, False]])
+    both = consensus(
+        [_vote("threshold", [0.1, 0.1, 0.1, 0.1]), _vote("optical", [0.9, 0.9, 0.5, 0.5], first),
+         _vote("optical", [0.7, 0.5, 0.8, 0.5], second)],
+        SHAPE,
+    )  # fmt: skip
+    assert both.source.tolist() == [[5, 5, 5, 1]]
+    # pooled log-odds of 0.1 and the optical mean 0.8 (first pixel), 0.9, 0.8, and 0.1 alone
+    expect = [1 / (1 + 0.9 / 0.1 * 0.2 / 0.8), 1 / (1 + 0.9 / 0.1 * 0.1 / 0.9), 0.0, 0.1]
+    expect[2] = expect[0]
+    assert both.likelihood.tolist() == [[round(100 * p) for p in expect]]
