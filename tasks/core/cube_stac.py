@@ -9,7 +9,9 @@ terrawatch local catalog (``--catalog STORE.stac``) finds the steps like input s
 Content (STAC 1.1, pystac objects):
 
 - datacube extension: ``cube:dimensions`` (x, y with extent, step and CRS; time with the
-  steps) and ``cube:variables`` (every ``(time, y, x)`` variable, its flag values);
+  steps; ``class`` with the class names where the cube has per-class variables) and
+  ``cube:variables`` (every ``(time, y, x)`` and ``(time, class, y, x)`` variable, its flag
+  values or unit);
 - classification extension: ``classification:classes`` (value, name, description, colour
   hint: the cube's flags and palette) on the Item and on the Zarr asset;
 - projection extension (``proj:code`` or ``proj:wkt2``, ``proj:bbox``, ``proj:shape``,
@@ -43,6 +45,7 @@ import xarray as xr
 from pyproj import CRS, Transformer
 
 from terrawatch.tasks.core.cube_store import open_cube
+from terrawatch.tasks.core.cube_types import CLASS_DIM
 from terrawatch.tasks.core.export_source import categorical_vars
 
 logger = logging.getLogger(__name__)
@@ -318,7 +321,7 @@ def _dimensions(cube: xr.Dataset, indexes: list[int]) -> dict[str, Any]:
     times = [
         _instant(str(np.datetime_as_string(cube["time"].values[i], unit="D"))) for i in indexes
     ]
-    return {
+    dimensions = {
         "x": {"type": "spatial", "axis": "x", "extent": [left, right], "step": transform[0],
               "reference_system": system},
         "y": {"type": "spatial", "axis": "y", "extent": [bottom, top], "step": transform[4],
@@ -326,12 +329,19 @@ def _dimensions(cube: xr.Dataset, indexes: list[int]) -> dict[str, Any]:
         "time": {"type": "temporal", "extent": [min(times), max(times)] if times else [None, None],
                  "values": times},
     }  # fmt: skip
+    if CLASS_DIM in cube.coords:  # per-class variables (the land-cover probability)
+        dimensions[CLASS_DIM] = {
+            "type": "class",
+            "description": "class of the cube's class table (classification:classes)",
+            "values": [str(v) for v in cube[CLASS_DIM].values],
+        }
+    return dimensions
 
 
 def _variables(cube: xr.Dataset) -> dict[str, Any]:
     out = {}
     for name, var in cube.data_vars.items():
-        if var.dims != ("time", "y", "x"):
+        if var.dims not in (("time", "y", "x"), ("time", CLASS_DIM, "y", "x")):
             continue
         entry: dict[str, Any] = {
             "dimensions": list(var.dims),
