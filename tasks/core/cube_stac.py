@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ import pystac
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from terrawatch.tasks.core.atomic_write import write_whole
 from terrawatch.tasks.core.cube_store import open_cube
 from terrawatch.tasks.core.cube_types import CLASS_DIM
 from terrawatch.tasks.core.export_source import categorical_vars
@@ -80,7 +80,10 @@ def describe_cube(store: str, stac_dir: str | None = None) -> str:
     """Write the cube's Collection and one Item per time step; return the Collection's path.
 
     Items already in the folder keep their export assets; everything else is rebuilt from the
-    store's metadata.
+    store's metadata. Every file is written whole (:mod:`tasks.core.atomic_write`), the Items
+    before the Collection that links them, so a reader never finds a Collection linking an
+    Item that is missing or half written, even when the run fails half way (the previous
+    Collection then still links its own, complete Items).
     """
     stac_dir = (stac_dir or default_stac_dir(store)).rstrip("/")
     cube = open_cube(store, mask_and_scale=False)
@@ -444,19 +447,8 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 
 def _write_json(path: str, doc: dict[str, Any]) -> None:
-    """Write whole or not at all (a temporary sibling renamed into place where possible)."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.makedirs(os.path.dirname(fs_path), exist_ok=True)
-    text = json.dumps(doc, indent=2, allow_nan=False)
-    if "://" in path:
-        fs.pipe_file(fs_path, text.encode())
-        return
-    tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
-    try:
-        Path(tmp).write_text(text)
-        os.replace(tmp, fs_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write whole or not at all, on disk and object stores (:mod:`tasks.core.atomic_write`)."""
+    write_whole(path, json.dumps(doc, indent=2, allow_nan=False).encode())
 
 
 def iter_items(stac_dir: str) -> Iterator[dict[str, Any]]:
