@@ -57,6 +57,15 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         type=_metres("--min-spur"),
         help="roads: prune dead-end spurs shorter than this many metres (default 10 pixels)",
     )
+    p.add_argument(
+        "--class",
+        dest="class_names",
+        action="append",
+        metavar="NAME",
+        help="with a per-class --var (e.g. probability, from landcover --probabilities): the "
+        "class of the band to write (repeat it for several; default: every class, one band "
+        "each, named after its class)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --to file")
     p.add_argument(
         "--stac",
@@ -94,6 +103,8 @@ def run_export_command(args: argparse.Namespace) -> int:
             f"--objects {args.objects} writes vectors; give --to a .parquet, .gpkg or .geojson"
         )
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # its "Created N records" line
+    if args.class_names or _per_class(args.store, args.var):
+        return _export_class_layers(args, kind)
     layer = open_layer(args.store, args.var, args.time, vectors=kind == "vector")
     options = VectorOptions(simplify=args.simplify, min_area=args.min_area, min_spur=args.min_spur)
     path, count = export_layer(
@@ -103,4 +114,33 @@ def run_export_command(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({what} of {layer.var} at {layer.time})")
     if add_export_asset(args.store, layer.time, str(path), args.stac):
         print(f"added it to the STAC item of {layer.time}")
+    return 0
+
+
+def _per_class(store: str, var: str | None) -> bool:
+    from terrawatch.tasks.core.export_class_layers import is_per_class
+
+    return is_per_class(store, var)
+
+
+def _export_class_layers(args: argparse.Namespace, kind: str) -> int:
+    """``--var probability [--class NAME ...] --to F.tif``: one band per class."""
+    from terrawatch.tasks.core.cube_stac import add_export_asset
+    from terrawatch.tasks.core.export_class_layers import (
+        export_class_layers_cog,
+        open_class_layers,
+    )
+
+    if args.var is None:
+        raise InputError("--class picks bands of a per-class variable; add --var probability")
+    if kind != "cog" or args.objects:
+        raise InputError(
+            f"--var {args.var}: per-class layers hold values per class, not class regions; give "
+            "--to a .tif (one band per class)"
+        )
+    layers = open_class_layers(args.store, args.var, args.time, args.class_names)
+    path = export_class_layers_cog(layers, args.to)
+    print(f"wrote {path} (COG of {args.var} at {layers.time}, bands: {', '.join(layers.names)})")
+    if add_export_asset(args.store, layers.time, str(path), args.stac):
+        print(f"added it to the STAC item of {layers.time}")
     return 0

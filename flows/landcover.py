@@ -81,6 +81,7 @@ def landcover_inputs(
     classes = parse_class_names(classes)  # once: the workers and the cube get this value
     check_chunk(tiling.chunk)
     SegEarthSettings(**dict(model.settings()))
+    check_probabilities(model, store)
     start, end = resolve_period(start, end, period_days, today or date.today())
     find = search_items_task if tasks else search_items
     scenes = find(
@@ -94,6 +95,22 @@ def landcover_inputs(
     with all_missing_weights():  # every missing file named in one error
         model.resolve_weights()
     return LandcoverInputs(start, end, model.spec(classes), scenes)
+
+
+def check_probabilities(model: LandcoverModelOptions | ModelOptions, store: str) -> None:
+    """``--probabilities`` is not for ``--refine special``, and an existing store keeps its
+    variables: a store made with per-class probabilities gets them on every run, one made
+    without never (checked again when the run plans the cube)."""
+    from terrawatch.errors import InputError
+    from terrawatch.tasks.landcover.probability import check_probability_store
+
+    probabilities = bool(getattr(model, "probabilities", False))
+    if probabilities and getattr(model, "refine", "none") == "special":
+        raise InputError(
+            "--probabilities with --refine special: the refined labels come from the spectral "
+            "classifier, not from the segmenter's probabilities; drop one of them"
+        )
+    check_probability_store(store, probabilities)
 
 
 @flow(name="landcover", task_runner=dask_task_runner(), **RUN_STOP_HOOKS)
@@ -137,6 +154,7 @@ def landcover(
         today=scheduled, tasks=True,
     )  # fmt: skip
     refine = getattr(model, "refine", "none")  # a plain ModelOptions (the Python API) has none
+    probabilities = bool(getattr(model, "probabilities", False))
     plan = plan_landcover_task(
         inputs.scenes,
         aoi,
@@ -150,11 +168,12 @@ def landcover(
         run_id=str(flow_run.get_id() or ""),
         replace=tiling.replace,
         refine=refine,
+        probabilities=probabilities,
     )
     jobs = [
         LandcoverTileJob(store, plan.cube.time_index, tile, tiling.chunk, plan.grid, plan.items,
                 halo=tiling.halo, loader=tiling.loader,
-                lease=writer_token(store))
+                lease=writer_token(store), probabilities=probabilities)
         for tile in plan.cube.todo
     ]  # fmt: skip
     logger.info(

@@ -206,6 +206,11 @@ class LandcoverModelOptions(ModelOptions):
     factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
         None, description="'package.module:callable' building your own segmenter (ModelSpec)"
     )
+    probabilities: bool = Field(
+        False,
+        description="also store per-class probabilities: 'probability', uint8 percent per class "
+        "(dims time, class, y, x), the segmenter's class scores the labels come from",
+    )
 
     def resolve_weights(self) -> None:
         """SegEarth-OV's checkpoints; nothing for a ``factory`` segmenter (it finds its own)."""

@@ -223,10 +223,17 @@ class SegEarthOV(nn.Module):
     @torch.inference_mode()
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Labels ``uint8 [B, H, W]`` and confidence (best class probability) ``[B, H, W]``."""
+        labels, confidence, _ = self.predict_with_scores(images)
+        return labels, confidence
+
+    @torch.inference_mode()
+    def predict_with_scores(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`predict` and the class scores ``[B, C, H, W]`` it took them from, in one pass
+        (the land-cover flow's ``--probabilities``)."""
         scores = self.predict_logits(images)
         confidence, labels = scores.max(dim=1)
         labels[confidence < self.settings.prob_thd] = self.settings.bg_idx
-        return labels.to(torch.uint8), confidence
+        return labels.to(torch.uint8), confidence, scores
 
     def _query_logits(self, images: Tensor) -> Tensor:
         """Per-query cosine logits (with GBA) stitched from windows, at the input size."""

@@ -9,6 +9,7 @@ reads one chunk at a time::
     cube = xr.open_zarr("cologne.zarr", decode_coords="all")
     cube.tw.classes                     # value, name, synonyms, colour
     cube.tw.mask("river")               # boolean (time, y, x); synonyms resolve
+    cube.tw.probability("water")        # percent (time, y, x), from landcover --probabilities
     cube.tw.areas()                     # tidy: time, class, value, pixels, area_km2
     cube.tw.transitions("2024-06-01", "2024-07-01")   # from x to km² matrix
     cube.tw.plot()                      # the cube's palette and a legend
@@ -109,6 +110,21 @@ class CubeAccessor:
         frame.index.name, frame.columns.name = f"from {first.time}", f"to {second.time}"
         return frame
 
+    def probability(self, name: str, var: str = "probability") -> xr.DataArray:
+        """The per-class layer of class ``name`` (synonyms resolve), ``(time, y, x)``: with
+        ``landcover --probabilities``, the class's probability in percent on every step."""
+        from terrawatch.tasks.core.cube_types import CLASS_DIM
+        from terrawatch.tasks.core.export_class_layers import per_class_vars
+
+        if var not in per_class_vars(self._cube):
+            raise InputError(
+                f"{self._name()} has no per-class variable {var!r}; land-cover cubes have "
+                "'probability' when made with landcover --probabilities"
+            )
+        value = self.layer().value_of(name, f"probability({name!r})")
+        layer = self._cube[var].isel({CLASS_DIM: value})
+        return layer.rename(f"{var}_{self.layer().name_of(value)}")
+
     # --- pictures and files -----------------------------------------------------------------
 
     def plot(self, time: str = "latest", var: str | None = None, ax: Axes | None = None) -> Axes:
@@ -149,10 +165,25 @@ class CubeAccessor:
         var: str | None = None,
         time: str = "latest",
         overwrite: bool = False,
+        classes: list[str] | None = None,
     ) -> Path:
-        """Write one step as a styled Cloud-Optimized GeoTIFF (``terrawatch export --to X.tif``)."""
-        from terrawatch.tasks.core.export import export_layer
+        """Write one step as a styled Cloud-Optimized GeoTIFF (``terrawatch export --to X.tif``).
 
+        A per-class ``var`` (``"probability"``) gives one band per class, or per name in
+        ``classes``, as ``terrawatch export --var probability [--class NAME]`` does.
+        """
+        from terrawatch.tasks.core.export import export_layer
+        from terrawatch.tasks.core.export_class_layers import (
+            class_layers_of,
+            export_class_layers_cog,
+            per_class_vars,
+        )
+        from terrawatch.tasks.core.export_files import output_format
+
+        if var in per_class_vars(self._cube):
+            output_format(path, overwrite)
+            layers = class_layers_of(self._cube, self._name(), var, time, classes)
+            return export_class_layers_cog(layers, path)
         return export_layer(self.layer(var, time), path, overwrite=overwrite)[0]
 
     def to_polygons(

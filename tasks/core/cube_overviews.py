@@ -25,7 +25,7 @@ import xarray as xr
 import zarr
 
 from terrawatch.tasks.core.cube_store import TIME_ENCODING, ZARR_FORMAT, open_cube
-from terrawatch.tasks.core.cube_types import NODATA
+from terrawatch.tasks.core.cube_types import CLASS_DIM, NODATA
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def write_overviews(store: str, time_index: int, rewrite: bool = True) -> list[i
         if not factors:
             return []
     step = cube.isel(time=[time_index])
-    names = [n for n, v in cube.data_vars.items() if v.dims == ("time", "y", "x")]
+    names = overview_variables(cube)
     for factor in factors:
         level = _level(step, names, factor)
         _write_level(store, f"{GROUP}/{factor}", level, cube["time"].values[time_index])
@@ -74,11 +74,23 @@ def write_overviews(store: str, time_index: int, rewrite: bool = True) -> list[i
     return factors
 
 
+def overview_variables(cube: xr.Dataset) -> list[str]:
+    """The variables that get levels: those on ``(time, y, x)`` and the per-class ones on
+    ``(time, class, y, x)`` (the land-cover ``probability``)."""
+    return [
+        n
+        for n, v in cube.data_vars.items()
+        if v.dims in (("time", "y", "x"), ("time", CLASS_DIM, "y", "x"))
+    ]
+
+
 def _level(step: xr.Dataset, names: list[str], factor: int) -> xr.Dataset:
     """One time step reduced by ``factor`` on the grid of ``geobox.zoom_out(factor)``."""
     geobox = step.odc.geobox.zoom_out(factor)
     coords = dict(odc.geo.xr.xr_coords(geobox, crs_coord_name="spatial_ref"))
     level = xr.Dataset(coords={**coords, "time": step["time"]})
+    if any(CLASS_DIM in step[name].dims for name in names):
+        level = level.assign_coords({CLASS_DIM: step[CLASS_DIM]})
     height, width = geobox.shape.yx
     for name in names:
         fill = _fill(step[name])
@@ -88,15 +100,19 @@ def _level(step: xr.Dataset, names: list[str], factor: int) -> xr.Dataset:
         data = step[name].data
         if not isinstance(data, da.Array):
             data = da.from_array(np.asarray(data))
-        pad = ((0, 0), (0, height * factor - data.shape[1]), (0, width * factor - data.shape[2]))
+        lead = data.ndim - 2  # time, and class for a per-class variable
+        y, x = lead, lead + 1
+        pad = (*((0, 0),) * lead, (0, height * factor - data.shape[y]),
+               (0, width * factor - data.shape[x]))  # fmt: skip
         padded = da.pad(data, pad, mode="constant", constant_values=fill)
-        side = factor * max(1, -(-data.chunksize[1] // factor))
-        padded = padded.rechunk((1, side, side))
-        reduced = da.coarsen(reduce, padded, {1: factor, 2: factor}, trim_excess=False)
+        side = factor * max(1, -(-data.chunksize[y] // factor))
+        padded = padded.rechunk((*(1,) * lead, side, side))
+        reduced = da.coarsen(reduce, padded, {y: factor, x: factor}, trim_excess=False)
         attrs = {k: v for k, v in step[name].attrs.items() if k not in _ENCODING_ATTRS}
-        chunk = (1, min(height, data.chunksize[1]), min(width, data.chunksize[2]))
+        chunk = (*(1,) * lead, min(height, data.chunksize[y]), min(width, data.chunksize[x]))
         reduced = reduced.astype(data.dtype).rechunk(chunk)
-        level[name] = (("time", "y", "x"), reduced, {**attrs, "grid_mapping": "spatial_ref"})
+        dims = step[name].dims
+        level[name] = (dims, reduced, {**attrs, "grid_mapping": "spatial_ref"})
         level[name].encoding = {"_FillValue": fill, "chunks": chunk}
     return level
 
@@ -149,7 +165,7 @@ def _write_level(store: str, group: str, level: xr.Dataset, time: np.datetime64)
     hits = np.flatnonzero(existing["time"].values == time)
     if hits.size:
         index = int(hits[0])
-        region = level.drop_vars(["spatial_ref", "x", "y"], errors="ignore")
+        region = level.drop_vars(["spatial_ref", "x", "y", CLASS_DIM], errors="ignore")
         region.to_zarr(store, group=group, region={"time": slice(index, index + 1)},
                        consolidated=False)  # fmt: skip
     else:

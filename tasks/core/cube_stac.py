@@ -9,7 +9,9 @@ terrawatch local catalog (``--catalog STORE.stac``) finds the steps like input s
 Content (STAC 1.1, pystac objects):
 
 - datacube extension: ``cube:dimensions`` (x, y with extent, step and CRS; time with the
-  steps) and ``cube:variables`` (every ``(time, y, x)`` variable, its flag values);
+  steps; ``class`` with the class names where the cube has per-class variables) and
+  ``cube:variables`` (every ``(time, y, x)`` and ``(time, class, y, x)`` variable, its flag
+  values or unit);
 - classification extension: ``classification:classes`` (value, name, description, colour
   hint: the cube's flags and palette) on the Item and on the Zarr asset;
 - projection extension (``proj:code`` or ``proj:wkt2``, ``proj:bbox``, ``proj:shape``,
@@ -30,7 +32,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,9 @@ import pystac
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from terrawatch.tasks.core.atomic_write import write_whole
 from terrawatch.tasks.core.cube_store import open_cube
+from terrawatch.tasks.core.cube_types import CLASS_DIM
 from terrawatch.tasks.core.export_source import categorical_vars
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,10 @@ def describe_cube(store: str, stac_dir: str | None = None) -> str:
     """Write the cube's Collection and one Item per time step; return the Collection's path.
 
     Items already in the folder keep their export assets; everything else is rebuilt from the
-    store's metadata.
+    store's metadata. Every file is written whole (:mod:`tasks.core.atomic_write`), the Items
+    before the Collection that links them, so a reader never finds a Collection linking an
+    Item that is missing or half written, even when the run fails half way (the previous
+    Collection then still links its own, complete Items).
     """
     stac_dir = (stac_dir or default_stac_dir(store)).rstrip("/")
     cube = open_cube(store, mask_and_scale=False)
@@ -318,7 +324,7 @@ def _dimensions(cube: xr.Dataset, indexes: list[int]) -> dict[str, Any]:
     times = [
         _instant(str(np.datetime_as_string(cube["time"].values[i], unit="D"))) for i in indexes
     ]
-    return {
+    dimensions = {
         "x": {"type": "spatial", "axis": "x", "extent": [left, right], "step": transform[0],
               "reference_system": system},
         "y": {"type": "spatial", "axis": "y", "extent": [bottom, top], "step": transform[4],
@@ -326,12 +332,19 @@ def _dimensions(cube: xr.Dataset, indexes: list[int]) -> dict[str, Any]:
         "time": {"type": "temporal", "extent": [min(times), max(times)] if times else [None, None],
                  "values": times},
     }  # fmt: skip
+    if CLASS_DIM in cube.coords:  # per-class variables (the land-cover probability)
+        dimensions[CLASS_DIM] = {
+            "type": "class",
+            "description": "class of the cube's class table (classification:classes)",
+            "values": [str(v) for v in cube[CLASS_DIM].values],
+        }
+    return dimensions
 
 
 def _variables(cube: xr.Dataset) -> dict[str, Any]:
     out = {}
     for name, var in cube.data_vars.items():
-        if var.dims != ("time", "y", "x"):
+        if var.dims not in (("time", "y", "x"), ("time", CLASS_DIM, "y", "x")):
             continue
         entry: dict[str, Any] = {
             "dimensions": list(var.dims),
@@ -434,19 +447,8 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 
 def _write_json(path: str, doc: dict[str, Any]) -> None:
-    """Write whole or not at all (a temporary sibling renamed into place where possible)."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.makedirs(os.path.dirname(fs_path), exist_ok=True)
-    text = json.dumps(doc, indent=2, allow_nan=False)
-    if "://" in path:
-        fs.pipe_file(fs_path, text.encode())
-        return
-    tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
-    try:
-        Path(tmp).write_text(text)
-        os.replace(tmp, fs_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write whole or not at all, on disk and object stores (:mod:`tasks.core.atomic_write`)."""
+    write_whole(path, json.dumps(doc, indent=2, allow_nan=False).encode())
 
 
 def iter_items(stac_dir: str) -> Iterator[dict[str, Any]]:

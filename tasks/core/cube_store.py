@@ -44,6 +44,7 @@ from odc.geo import CRS
 from terrawatch.errors import InputError, StoreMismatchError
 from terrawatch.models.classes import ClassNames
 from terrawatch.tasks.core.cube_types import (
+    CLASS_DIM,
     RESERVED_ATTRS,
     CubeKind,
     CubePlan,
@@ -188,12 +189,18 @@ def step_template(
         value = np.array([coord.value(step)], dtype="datetime64[ns]")
         attrs = dict(coord.attrs)
         coords[coord.name] = xr.Variable("time", value, attrs, encoding=dict(TIME_ENCODING))
-    shape, chunks = (1, *grid.shape), (1, chunk, chunk)
+    if kind.per_class:
+        coords[CLASS_DIM] = xr.Variable(
+            CLASS_DIM, np.array(classes.names, dtype=str), {"long_name": "class name"}
+        )
     ds = xr.Dataset(coords=coords)
     for var in kind.variables:
+        # per-class variables: one chunk per tile and class (a viewer reads one class's map)
+        lead = (1, len(classes.names)) if var.per_class else (1,)
+        shape, chunks = (*lead, *grid.shape), (*(1 for _ in lead), chunk, chunk)
         fill = da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks)
         attrs = {**var.template_attrs(classes), "grid_mapping": "spatial_ref"}
-        ds[var.name] = (("time", "y", "x"), fill, attrs)
+        ds[var.name] = (var.dims, fill, attrs)
         ds[var.name].encoding = {"chunks": chunks, "_FillValue": var.fill_value}
     done = da.zeros((1, *n_tiles), dtype=np.uint8, chunks=1)
     done_attrs = {
@@ -529,13 +536,22 @@ def write_cube_tile(
     checked = {v.name: v.check(arrays[v.name], shape, n_classes) for v in kind.inputs}
     final = kind.finish(checked)
     index = (region["time"], region["y"], region["x"])
+    per_class = (region["time"], slice(None), region["y"], region["x"])
     if lease is not None:
         check_writer_token(store, lease)
-    for name, array in data.items():
-        array[index] = final[name][None]
+    for var in kind.variables:
+        data[var.name][per_class if var.per_class else index] = final[var.name][None]
     if lease is not None:
         check_writer_token(store, lease)
     zarr.open_array(store, path="tile_done", mode="r+")[(time_index, *tile)] = 1
+
+
+def nodata_tile(store: str, kind: CubeKind, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The input arrays of a tile of ``store`` without any valid input pixel (per-class
+    variables get one layer per class of the store's class table)."""
+    group = zarr.open_group(store, mode="r", use_consolidated=False) if kind.per_class else None
+    n_classes = len(group.attrs.get("classes", [])) if group is not None else 0
+    return kind.nodata_tile(shape, n_classes)
 
 
 def is_tile_done(store: str, time_index: int, tile: tuple[int, int]) -> bool:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 NODATA = 255
 """Fill value of the uint8 data variables: no data, or tile not written yet."""
+CLASS_DIM = "class"
+"""The dimension (and coordinate of class names) of per-class variables such as ``probability``."""
 
 
 RESERVED_ATTRS = frozenset(
@@ -196,6 +198,18 @@ class CubeVariable:
     """On-disk dtype; the value checks are those of uint8 flags."""
     fill_value: int = NODATA
     """``_FillValue`` of the variable: no data, or tile not written yet."""
+    per_class: bool = False
+    """One layer per class of the class table: dims ``(time, class, y, x)``, a tile array
+    ``[n_classes, h, w]`` (the land-cover ``probability``)."""
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """The variable's dimensions in the store."""
+        return ("time", CLASS_DIM, "y", "x") if self.per_class else ("time", "y", "x")
+
+    def tile_shape(self, shape: tuple[int, int], n_classes: int) -> tuple[int, ...]:
+        """The shape of one tile array of the variable for a tile of ``(h, w)`` pixels."""
+        return (n_classes, *shape) if self.per_class else tuple(shape)
 
     def template_attrs(self, classes: ClassNames) -> dict[str, Any]:
         """Attributes of the variable in a new store of ``classes``."""
@@ -210,8 +224,8 @@ class CubeVariable:
         """
         name = self.label or self.name
         if self.encode is not None:
-            return self.encode(name, array, shape)
-        check_tile_dtype(name, array, shape, self.dtype)
+            return self.encode(name, array, self.tile_shape(shape, n_classes))
+        check_tile_dtype(name, array, self.tile_shape(shape, n_classes), self.dtype)
         count = n_classes if self.classes else self.values
         fill = self.fill_value
         bad = np.unique(array[(array >= count) & ((array != fill) | (not self.nodata_ok))])
@@ -283,9 +297,17 @@ class CubeKind:
         """The variables a tile writer gives (all but the derived ones)."""
         return tuple(v for v in self.variables if not v.derived)
 
-    def nodata_tile(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-        """The input arrays of a tile without any valid input pixel."""
-        return {v.name: np.full(shape, v.nodata, v.dtype) for v in self.inputs}
+    @property
+    def per_class(self) -> bool:
+        """Whether a variable has one layer per class (then the store has a ``class`` coord)."""
+        return any(v.per_class for v in self.variables)
+
+    def nodata_tile(self, shape: tuple[int, int], n_classes: int = 0) -> dict[str, np.ndarray]:
+        """The input arrays of a tile without any valid input pixel (``n_classes`` layers for a
+        per-class variable)."""
+        return {
+            v.name: np.full(v.tile_shape(shape, n_classes), v.nodata, v.dtype) for v in self.inputs
+        }
 
 
 def class_attrs(classes: ClassNames) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from terrawatch.tasks.core.cube_store import is_tile_done, write_cube_tile
+from terrawatch.tasks.core.cube_store import is_tile_done, nodata_tile, write_cube_tile
 from terrawatch.tasks.core.cube_types import CubeKind
 from terrawatch.tasks.core.defaults import HALO
 from terrawatch.tasks.core.grid import GridSpec
@@ -169,7 +169,7 @@ def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> 
     read_done = time.perf_counter()
     kind = product.kind
     if not valid[window.inner].any():
-        empty = kind.nodata_tile(window.shape)
+        empty = nodata_tile(job.store, kind, window.shape)
         write_cube_tile(
             job.store, kind, job.time_index, job.tile, empty, job.chunk, lease=job.lease
         )
@@ -178,7 +178,7 @@ def run_tile(product: TileProduct[JobT, SpecT, Any], job: JobT, spec: SpecT) -> 
         turn = time.perf_counter()
         arrays = product.compute(spec, inputs)
     model_done = time.perf_counter()
-    core = {name: array[window.inner] for name, array in arrays.items()}
+    core = {name: array[(..., *window.inner)] for name, array in arrays.items()}  # [.., y, x]
     write_cube_tile(job.store, kind, job.time_index, job.tile, core, job.chunk, lease=job.lease)
     finished = time.perf_counter()
     stages = (

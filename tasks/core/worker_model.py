@@ -123,12 +123,16 @@ def _worker_device() -> str | None:
     return None
 
 
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``[1, 3, h, w]`` in 0..1 of an RGB ``[3, h, w]`` (no data read as 0) for ``predict``."""
+    return torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)[None]
+
+
 def segment_array(
     model: SegEarthOV, rgb: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels (uint8, 255 outside ``valid``) and confidence (NaN outside) of one image."""
-    image = torch.from_numpy(np.nan_to_num(rgb, nan=0.0)).clamp_(0, 1)[None]
-    labels, confidence = model.predict(image)
+    labels, confidence = model.predict(image_tensor(rgb))
     labels = labels[0].cpu().numpy()
     confidence = confidence[0].float().cpu().numpy()
     labels[~valid] = NODATA

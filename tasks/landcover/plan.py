@@ -52,9 +52,13 @@ def plan_landcover(
     run_id: str | None = None,
     replace: bool = False,
     refine: str = "none",
+    probabilities: bool = False,
 ) -> RunPlan:
     """Derive the grid, check the inputs, warm the model and prepare the cube."""
     check_chunk(chunk)
+    from terrawatch.tasks.landcover.probability import check_probability_store
+
+    check_probability_store(store, probabilities)  # the store keeps its variables
     items = best_first(search.items)
     _, bbox = parse_aoi(aoi)
     collection = items[0].get("collection", "*")
@@ -82,6 +86,10 @@ def plan_landcover(
 
         kind = SPECIAL_CUBE
         provenance["refine"] = "special"
+    if probabilities:
+        from terrawatch.tasks.landcover.probability import PROBABILITY_CUBE
+
+        kind = PROBABILITY_CUBE
     cube = prepare_cube(store, grid, classes, step, provenance, chunk, replace=replace, kind=kind)
     logger.info(
         "grid %s %dx%d px at %g; %d of %d tiles to do",

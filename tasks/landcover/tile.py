@@ -27,6 +27,11 @@ from terrawatch.tasks.core.tile_runner import (
 )
 from terrawatch.tasks.core.worker_model import ModelSpec, segment_array, worker_model
 from terrawatch.tasks.landcover.cube import LANDCOVER_CUBE
+from terrawatch.tasks.landcover.probability import (
+    PROBABILITY,
+    PROBABILITY_CUBE,
+    segment_with_probabilities,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class LandcoverTileJob(TileJob):
 
     items: tuple[dict, ...]
     """STAC items of the period, best first (least cloudy)."""
+    probabilities: bool = False
+    """Also write the per-class ``probability`` (:mod:`tasks.landcover.probability`)."""
 
 
 Composite = tuple[np.ndarray, np.ndarray]
@@ -53,13 +60,20 @@ def _segment(spec: ModelSpec, composite: Composite) -> dict[str, np.ndarray]:
     return {"landcover": labels, "confidence": confidence}
 
 
+def _segment_with_probabilities(spec: ModelSpec, composite: Composite) -> dict[str, np.ndarray]:
+    labels, confidence, scores = segment_with_probabilities(worker_model(spec), *composite)
+    return {"landcover": labels, "confidence": confidence, PROBABILITY: scores}
+
+
 LANDCOVER_TILE = TileProduct(LANDCOVER_CUBE, _read, _segment)
 """Land cover for the tile runner: a composite in, labels and confidence out."""
+PROBABILITY_TILE = TileProduct(PROBABILITY_CUBE, _read, _segment_with_probabilities)
+"""Land cover with ``--probabilities``: labels, confidence and per-class probabilities out."""
 
 
 def segment_tile(job: LandcoverTileJob, spec: ModelSpec) -> TileResult:
     """Read the chunk with its halo, segment it, crop to the core and write it."""
-    return run_tile(LANDCOVER_TILE, job, spec)
+    return run_tile(PROBABILITY_TILE if job.probabilities else LANDCOVER_TILE, job, spec)
 
 
 def segment_tiles(
