@@ -3,10 +3,11 @@
 A synthetic land-cover cube of ``--size``² pixels (chunks of ``--chunk``) is written once: four
 classes in 32-pixel blocks of a random coarse map, so regions straddle every chunk seam, plus
 single-pixel speckle. Each measurement runs in a fresh process so its peak RSS is its own:
-reading every chunk of the step (the floor), and ``polygonize`` (tracing per chunk, seam
-merging, coverage cleaning). The same polygonising runs on a cube of half the side, so the two
-peaks show how memory grows with the cube: the raster is read a chunk at a time, and what grows
-is the polygons themselves (the output). One summary line::
+reading every chunk of the step (the floor), and the polygon export to GeoParquet
+(``export_layer``: tracing per chunk, seam merging, coverage cleaning, batches streamed to the
+file). The same export runs on a cube of half the side, so the two peaks show how memory grows
+with the cube: it should not (a chunk, the seam strip and one batch of polygons). One summary
+line::
 
     python bench/export.py [--size 8192] [--chunk 1024]
 """
@@ -57,7 +58,7 @@ def write_cube(store: str, size: int, chunk: int, seed: int = 0) -> None:
 
 def measure(store: str, what: str) -> dict:
     """Run in this process: seconds and peak RSS of reading or polygonising the step."""
-    from terrawatch.tasks.core.export_polygons import polygonize
+    from terrawatch.tasks.core.export import export_layer
     from terrawatch.tasks.core.export_source import open_layer
 
     layer = open_layer(store)
@@ -66,7 +67,8 @@ def measure(store: str, what: str) -> dict:
         pixels = sum(layer.read(w).size for w in layer.windows())
         count = 0
     else:
-        pixels, count = layer.shape[0] * layer.shape[1], len(polygonize(layer))
+        pixels = layer.shape[0] * layer.shape[1]
+        count = export_layer(layer, f"{store}.polygons.parquet")[1]
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mb": peak_mb, "pixels": pixels, "polygons": count}

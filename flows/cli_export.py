@@ -50,7 +50,8 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         "--min-area",
         type=_metres("--min-area"),
         default=0.0,
-        help="drop polygons smaller than this many square metres (default 0)",
+        help="absorb regions smaller than this many square metres into their largest "
+        "neighbour before tracing, so no gap is left (GDAL's sieve; default 0)",
     )
     p.add_argument(
         "--min-spur",
