@@ -14,12 +14,18 @@ writes to its file one by one, so memory holds one chunk, the strip of ids along
 polygons still waiting at it and one batch: it does not grow with the cube.
 
 The polygons form a valid coverage (``shapely.coverage_is_valid``: neighbours share identical
-edges, no gaps or overlaps): every edge is split at each pixel corner, then each batch of at
-least :data:`CLEAN_BATCH` finished polygons goes through ``shapely.coverage_simplify`` with its
-outer boundary kept, with ``simplify`` metres or a tolerance that only removes collinear
-vertices, so both sides of every edge inside a batch change alike. The limit of streaming:
-edges between polygons of different batches (a few seams' worth per batch) and the coverage's
-own outline keep every pixel corner, simplified or not.
+edges, no gaps or overlaps): every edge is split at each pixel corner, then
+``shapely.coverage_simplify`` removes the collinear vertices on both sides of every shared edge
+alike. Streamed, this runs every :data:`CLEAN_BATCH` finished polygons over those not yet
+written, keeping the set's outer boundary as it is: an edge is cleaned only once both its
+polygons are in the set, and a polygon that touches a piece still waiting at a seam stays in
+the set (cleaned edges and all) for the next batch, while the others are written. The
+coverage's own outline (no data, the cube's edge) keeps its pixel-corner vertices.
+
+``simplify`` (metres) is the limit of streaming: topology-keeping simplification of the
+outline too needs the whole coverage (``shapely.coverage_simplify`` over all polygons at
+once, as before), so with it the finished polygons are held until the last chunk and memory
+grows with the output; without it, memory is flat.
 
 ``min_area`` (m²) sieves the class raster before tracing (:mod:`tasks.core.export_sieve`):
 smaller regions are absorbed into their largest neighbour, so the polygons still cover every
@@ -72,6 +78,13 @@ class _Pieces:
         for name in ("geoms", "values", "pixels", "conf_sum", "conf_n"):
             getattr(self, name).extend(getattr(other, name))
 
+    def take(self, keep: np.ndarray) -> _Pieces:
+        """The pieces where ``keep`` is True."""
+        out = _Pieces()
+        for name in ("geoms", "values", "pixels", "conf_sum", "conf_n"):
+            setattr(out, name, [x for x, k in zip(getattr(self, name), keep, strict=True) if k])
+        return out
+
     def __len__(self) -> int:
         return len(self.geoms)
 
@@ -121,20 +134,43 @@ def polygon_batches(
         )
     wanted = np.asarray(sorted(values if values is not None else layer.values), dtype=np.int32)
     tolerance_px = simplify / layer.pixel_size_m
-    ready, yielded = _Pieces(), False
-    for finished in _finished_pieces(layer, wanted, min_area):
-        ready.extend(finished)
-        if len(ready) >= CLEAN_BATCH:
-            yield _frame(layer, ready, tolerance_px)
-            ready, yielded = _Pieces(), True
-    if len(ready) or not yielded:
-        yield _frame(layer, ready, tolerance_px)
+    pieces = _finished_pieces(layer, wanted, min_area)
+    if tolerance_px > 0:  # the whole coverage at once, so its outline is simplified too
+        everything = _Pieces()
+        for finished, _ in pieces:
+            everything.extend(finished)
+        geoms = np.asarray(everything.geoms, dtype=object)
+        if geoms.size:
+            everything.geoms = list(
+                shapely.coverage_simplify(shapely.segmentize(geoms, 1.0), tolerance_px)
+            )
+        yield _frame(layer, everything)
+        return
+    ready, fresh = _Pieces(), 0  # the first ``fresh`` pieces of ``ready`` were never cleaned
+    for finished, waiting in pieces:
+        finished.extend(ready)
+        ready, fresh = finished, fresh + len(finished) - len(ready)
+        if fresh >= CLEAN_BATCH:
+            ready.geoms = _clean_coverage(ready.geoms, fresh)
+            held = _touching(ready.geoms, [piece[0] for piece in waiting.values()])
+            if not held.all():
+                yield _frame(layer, ready.take(~held))
+            ready, fresh = ready.take(held), 0
+    ready.geoms = _clean_coverage(ready.geoms, fresh)
+    yield _frame(layer, ready)
 
 
-def _frame(layer: ExportLayer, pieces: _Pieces, tolerance_px: float) -> gpd.GeoDataFrame:
-    """A batch of finished pieces, cleaned and in the cube's CRS, with their attributes."""
-    geoms = _clean_coverage(np.asarray(pieces.geoms, dtype=object), tolerance_px)
-    geoms = shapely.transform(geoms, _to_crs(layer.transform))
+def _touching(geoms: list, others: list) -> np.ndarray:
+    """Per geometry: whether it touches one of ``others`` (pieces not finished yet)."""
+    held = np.zeros(len(geoms), bool)
+    if geoms and others:
+        held[shapely.STRtree(others).query(geoms, predicate="intersects")[0]] = True
+    return held
+
+
+def _frame(layer: ExportLayer, pieces: _Pieces) -> gpd.GeoDataFrame:
+    """A batch of finished, cleaned pieces in the cube's CRS, with their attributes."""
+    geoms = shapely.transform(np.asarray(pieces.geoms, dtype=object), _to_crs(layer.transform))
     area = shapely.area(geoms) * metres_per_unit(layer.crs) ** 2
     conf_n = np.asarray(pieces.conf_n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -150,19 +186,19 @@ def _frame(layer: ExportLayer, pieces: _Pieces, tolerance_px: float) -> gpd.GeoD
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=layer.crs))
 
 
-def _clean_coverage(geoms: np.ndarray, tolerance_px: float) -> np.ndarray:
-    """Polygons whose shared edges match vertex for vertex, simplified by ``tolerance_px``.
+def _clean_coverage(geoms: list, fresh: int) -> list:
+    """Polygons whose shared edges match vertex for vertex, without collinear vertices.
 
-    A vertex at every pixel corner makes neighbours' shared edges identical; the coverage
-    simplifier then removes collinear vertices (or simplifies) on both sides alike, keeping
-    the batch's outer boundary as it is, where its neighbours of other batches meet it.
+    A vertex at every pixel corner of the ``fresh`` (first, never cleaned) polygons makes
+    neighbours' shared edges identical (the others kept theirs on every edge not yet
+    cleaned); the coverage simplifier then removes collinear vertices on both sides alike,
+    keeping the set's outer boundary as it is.
     """
-    if not geoms.size:
+    if not geoms:
         return geoms
-    tolerance = tolerance_px if tolerance_px > 0 else _COLLINEAR
-    return shapely.coverage_simplify(
-        shapely.segmentize(geoms, 1.0), tolerance, simplify_boundary=False
-    )
+    todo = np.asarray(geoms, dtype=object)
+    todo[:fresh] = shapely.segmentize(todo[:fresh], 1.0)
+    return list(shapely.coverage_simplify(todo, _COLLINEAR, simplify_boundary=False))
 
 
 def _value_columns(layer: ExportLayer, values: np.ndarray) -> dict[str, list[str]]:
@@ -183,9 +219,11 @@ def _chunk_rows(layer: ExportLayer) -> Iterator[list[tuple[int, int, int, int]]]
         yield row
 
 
-def _finished_pieces(layer: ExportLayer, wanted: np.ndarray, min_area: float) -> Iterator[_Pieces]:
+def _finished_pieces(
+    layer: ExportLayer, wanted: np.ndarray, min_area: float
+) -> Iterator[tuple[_Pieces, dict[int, tuple]]]:
     """Trace the chunks a row at a time; yield the regions finished by each chunk and by the
-    merge at the end of each row.
+    merge at the end of each row, each time with the pieces still waiting.
 
     ``waiting`` holds the pieces on a seam by region id; ``above`` the ids of the pixel row
     just above the current chunk row (ids of waiting groups after the merge).
@@ -226,10 +264,10 @@ def _finished_pieces(layer: ExportLayer, wanted: np.ndarray, min_area: float) ->
                 below[col0:col1] = ids[-1, :]
             left = ids[:, -1]
             next_id += count
-            yield finished
+            yield finished, waiting
             finished = _Pieces()
         above = _merge_waiting(waiting, seams, below, finished)
-        yield finished
+        yield finished, waiting
     assert not waiting, "every region is finished after the last row of chunks"
 
 
