@@ -44,7 +44,8 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         type=_metres("--simplify"),
         default=0.0,
         help="simplification tolerance in metres; neighbouring polygons keep shared edges "
-        "(default 0: pixel edges; buildings default to one pixel)",
+        "(default 0: pixel edges; buildings default to one pixel). Simplifies the whole "
+        "coverage at once, so memory grows with the number of polygons",
     )
     p.add_argument(
         "--min-area",
