@@ -52,7 +52,8 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         type=_metres("--min-area"),
         default=0.0,
         help="absorb regions smaller than this many square metres into their largest "
-        "neighbour before tracing, so no gap is left (GDAL's sieve; default 0)",
+        "neighbour before tracing, so no gap is left (GDAL's sieve; islands in no data are "
+        "dropped; default 0)",
     )
     p.add_argument(
         "--min-spur",

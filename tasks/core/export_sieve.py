@@ -2,7 +2,10 @@
 
 ``rasterio.features.sieve`` (GDAL's sieve filter, 4-connectivity like the polygons) replaces
 every region smaller than the threshold by its largest neighbour, so the class raster keeps
-covering every valid pixel; no data is masked out (never a region, never absorbing one).
+covering every valid pixel; no data is masked out (never a region, never absorbing one). A
+small region with no valid neighbour at all (an island in no data, such as a speck of change
+in a change cube's unchanged area) has nothing to join and becomes no data: it is dropped,
+and no gap opens between classes.
 
 The polygon export reads one chunk at a time, so each chunk is sieved inside a window grown by
 a halo of ``ceil(threshold)`` pixels (capped at one chunk side) and only its own pixels are
@@ -24,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 from rasterio.features import sieve
+from skimage.measure import label
 
 from terrawatch.tasks.core.export_source import ExportLayer
 
@@ -51,9 +55,27 @@ def sieved_reader(layer: ExportLayer, min_area: float) -> Callable[[Window], np.
         valid = vals != layer.nodata
         out = sieve(_sievable(vals), threshold, mask=valid, connectivity=4)
         out = np.where(valid, out, vals).astype(vals.dtype)
+        cut = (grown[0] > 0, grown[1] < height, grown[2] > 0, grown[3] < width)
+        out[_islands(out, layer.nodata, threshold, cut)] = layer.nodata
         return out[row0 - grown[0] : row1 - grown[0], col0 - grown[2] : col1 - grown[2]]
 
     return read
+
+
+def _islands(
+    vals: np.ndarray, nodata: int, threshold: int, cut: tuple[bool, bool, bool, bool]
+) -> np.ndarray:
+    """Pixels of regions still under ``threshold`` after the sieve (they touch only no data),
+    except regions that reach a side of the window cut from the raster (``cut``: top,
+    bottom, left, right), whose size the window cannot tell."""
+    regions = label(vals.astype(np.int32), background=nodata, connectivity=1)
+    small = np.bincount(regions.ravel()) < threshold
+    small[0] = False
+    sides = (regions[0], regions[-1], regions[:, 0], regions[:, -1])
+    for is_cut, edge in zip(cut, sides, strict=True):
+        if is_cut:
+            small[edge] = False
+    return small[regions]
 
 
 def _sievable(vals: np.ndarray) -> np.ndarray:
