@@ -44,13 +44,16 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
         type=_metres("--simplify"),
         default=0.0,
         help="simplification tolerance in metres; neighbouring polygons keep shared edges "
-        "(default 0: pixel edges; buildings default to one pixel)",
+        "(default 0: pixel edges; buildings default to one pixel). Simplifies the whole "
+        "coverage at once, so memory grows with the number of polygons",
     )
     p.add_argument(
         "--min-area",
         type=_metres("--min-area"),
         default=0.0,
-        help="drop polygons smaller than this many square metres (default 0)",
+        help="absorb regions smaller than this many square metres into their largest "
+        "neighbour before tracing, so no gap is left (GDAL's sieve; islands in no data are "
+        "dropped; default 0)",
     )
     p.add_argument(
         "--min-spur",

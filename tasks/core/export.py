@@ -16,7 +16,7 @@ from typing import Literal
 import geopandas as gpd
 
 from terrawatch.errors import InputError
-from terrawatch.tasks.core.export_files import output_format, write_vectors
+from terrawatch.tasks.core.export_files import output_format, write_vector_batches
 from terrawatch.tasks.core.export_source import ExportLayer
 
 Objects = Literal["buildings", "roads"]
@@ -30,7 +30,8 @@ class VectorOptions:
     simplify: float = 0.0
     """Tolerance of the topology-keeping simplification (0 = pixel edges as they are)."""
     min_area: float = 0.0
-    """Polygons (or buildings) smaller than this many m² are dropped."""
+    """Regions smaller than this many m² are absorbed into their largest neighbour (polygons;
+    no gaps) or dropped (buildings)."""
     min_spur: float | None = None
     """Road spurs shorter than this are pruned (default: ``export_roads.SPUR_PIXELS`` pixels)."""
 
@@ -64,8 +65,13 @@ def export_layer(
         from terrawatch.tasks.core.export_cog import export_cog
 
         return export_cog(layer, path), 0
+    if objects is None:  # streamed: finished polygons go to the file a batch at a time
+        from terrawatch.tasks.core.export_polygons import polygon_batches
+
+        batches = polygon_batches(layer, simplify=options.simplify, min_area=options.min_area)
+        return write_vector_batches(batches, path, layer.var)
     frame = vectors(layer, objects, options)
-    return write_vectors(frame, path, objects or layer.var), len(frame)
+    return write_vector_batches([frame], path, objects)
 
 
 def vectors(

@@ -43,7 +43,8 @@ def building_outlines(
         layer: A land-cover layer whose class table has ``class_name``.
         class_name: The building class (``--objects buildings`` uses :data:`BUILDING_CLASS`).
         tolerance: Simplification tolerance in metres (default: one pixel).
-        min_area: Drop buildings smaller than this many m².
+        min_area: Building regions smaller than this many m² are absorbed into their
+            surroundings (so not outlined), as ``--min-area`` does for polygons.
 
     Returns:
         Columns ``class``, ``area_m2``, ``confidence``, ``shape`` (``rectangle`` or

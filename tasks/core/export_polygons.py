@@ -1,30 +1,45 @@
-"""Polygons per class from a cube layer, one chunk at a time, merged across chunk seams.
+"""Polygons per class from a cube layer, one chunk at a time, merged across chunk seams, streamed.
 
 Each store chunk is read alone: its connected regions of one class (4-connectivity, the same
 rule as ``rasterio.features.shapes``) are labelled with scikit-image and traced with
 ``rasterio.features.shapes`` in *pixel* coordinates offset by the chunk's integer origin, so
 the two sides of a seam share exactly the same coordinates. A region that does not touch an
-inner seam is final at once; the others wait, together with the ids of the pixels on each side
-of every seam, and at the end the pieces that meet across a seam with the same class are
-grouped (``scipy.sparse.csgraph.connected_components``) and unioned with shapely. Holes are kept
-(the traced polygons carry them and the union keeps them). Memory holds one chunk, the strip of
-ids along the seams and the polygons themselves, never the whole step.
+inner seam is finished at once. The others wait, with the ids of the pixels on each side of
+the seams. Chunks are traced a row of chunks at a time; after each row the waiting pieces that
+meet across a seam with the same class are grouped (``scipy.sparse.csgraph``) and unioned with
+shapely, and every group that does not reach down into the next row of chunks is finished.
+Holes are kept (the traced polygons carry them and the union keeps them). Finished polygons
+leave in batches of about :data:`CLEAN_BATCH` (:func:`polygon_batches`), which the export
+writes to its file one by one, so memory holds one chunk, the strip of ids along one seam, the
+polygons still waiting at it and one batch: it does not grow with the cube.
 
 The polygons form a valid coverage (``shapely.coverage_is_valid``: neighbours share identical
 edges, no gaps or overlaps): every edge is split at each pixel corner, then
-``shapely.coverage_simplify`` runs over all polygons at once, with ``simplify`` metres or a
-tolerance that only removes collinear vertices, so both sides of a shared edge change alike.
-``min_area`` (m²) then drops smaller polygons (their area becomes a gap in the coverage, as in
-gdal_polygonize followed by a filter).
+``shapely.coverage_simplify`` removes the collinear vertices on both sides of every shared edge
+alike. Streamed, this runs every :data:`CLEAN_BATCH` finished polygons over those not yet
+written, keeping the set's outer boundary as it is: an edge is cleaned only once both its
+polygons are in the set, and a polygon that touches a piece still waiting at a seam stays in
+the set (cleaned edges and all) for the next batch, while the others are written. The
+coverage's own outline (no data, the cube's edge) keeps its pixel-corner vertices.
+
+``simplify`` (metres) is the limit of streaming: topology-keeping simplification of the
+outline too needs the whole coverage (``shapely.coverage_simplify`` over all polygons at
+once, as before), so with it the finished polygons are held until the last chunk and memory
+grows with the output; without it, memory is flat.
+
+``min_area`` (m²) sieves the class raster before tracing (:mod:`tasks.core.export_sieve`):
+smaller regions are absorbed into their largest neighbour, so the polygons still cover every
+valid pixel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from affine import Affine
 from rasterio.features import shapes
@@ -38,8 +53,8 @@ from terrawatch.tasks.core.export_source import ExportLayer, metres_per_unit
 
 _OUTSIDE = -1  # label value of pixels that are no data or not asked for
 _COLLINEAR = 0.01  # pixels: a tolerance that removes only collinear vertices
-CLEAN_BATCH = 5000
-"""Polygons cleaned together when no simplification is asked for (bounds the memory)."""
+CLEAN_BATCH = 2000
+"""Finished polygons cleaned and written together (bounds the memory of an export)."""
 
 
 @dataclass
@@ -59,6 +74,20 @@ class _Pieces:
         self.conf_sum.append(conf_sum)
         self.conf_n.append(conf_n)
 
+    def extend(self, other: _Pieces) -> None:
+        for name in ("geoms", "values", "pixels", "conf_sum", "conf_n"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def take(self, keep: np.ndarray) -> _Pieces:
+        """The pieces where ``keep`` is True."""
+        out = _Pieces()
+        for name in ("geoms", "values", "pixels", "conf_sum", "conf_n"):
+            setattr(out, name, [x for x, k in zip(getattr(self, name), keep, strict=True) if k])
+        return out
+
+    def __len__(self) -> int:
+        return len(self.geoms)
+
 
 def polygonize(
     layer: ExportLayer,
@@ -67,17 +96,36 @@ def polygonize(
     simplify: float = 0.0,
     min_area: float = 0.0,
 ) -> gpd.GeoDataFrame:
-    """One polygon per connected region of one class, in the cube's CRS.
+    """One polygon per connected region of one class, in the cube's CRS, as one frame.
+
+    The whole output in memory; ``terrawatch export`` writes :func:`polygon_batches` instead.
 
     Args:
         layer: The cube variable and time step.
         values: Only these class values (default: every class; no data is never traced).
         simplify: Tolerance in metres of the topology-keeping simplification (0 = none).
-        min_area: Drop polygons smaller than this many m² (after simplification).
+        min_area: Regions smaller than this many m² are absorbed into their neighbours first.
 
     Returns:
         Columns ``value`` (class value), ``class`` (its name), ``area_m2``, ``confidence``
-        (mean percent of the region's pixels; NaN when the cube has none) and ``geometry``.
+        (mean percent of the region's pixels; NaN when the cube has none) and ``geometry``,
+        sorted by value and decreasing area.
+    """
+    frame = pd.concat(list(polygon_batches(layer, values, simplify=simplify, min_area=min_area)))
+    return frame.sort_values(["value", "area_m2"], ascending=[True, False], ignore_index=True)
+
+
+def polygon_batches(
+    layer: ExportLayer,
+    values: Collection[int] | None = None,
+    *,
+    simplify: float = 0.0,
+    min_area: float = 0.0,
+) -> Iterator[gpd.GeoDataFrame]:
+    """The polygons of :func:`polygonize` in batches of finished, cleaned polygons.
+
+    Yields at least one frame (empty when nothing is traced), in the order the chunk rows
+    finish them.
     """
     if simplify < 0 or min_area < 0:
         raise InputError(
@@ -85,48 +133,72 @@ def polygonize(
             "(metres and square metres)"
         )
     wanted = np.asarray(sorted(values if values is not None else layer.values), dtype=np.int32)
-    final, pending, seams = _trace_chunks(layer, wanted)
-    _merge_pending(final, pending, seams)
-    geoms = _clean_coverage(np.asarray(final.geoms, dtype=object), simplify / layer.pixel_size_m)
-    geoms = shapely.transform(geoms, _to_crs(layer.transform))
+    tolerance_px = simplify / layer.pixel_size_m
+    pieces = _finished_pieces(layer, wanted, min_area)
+    if tolerance_px > 0:  # the whole coverage at once, so its outline is simplified too
+        everything = _Pieces()
+        for finished, _ in pieces:
+            everything.extend(finished)
+        geoms = np.asarray(everything.geoms, dtype=object)
+        if geoms.size:
+            everything.geoms = list(
+                shapely.coverage_simplify(shapely.segmentize(geoms, 1.0), tolerance_px)
+            )
+        yield _frame(layer, everything)
+        return
+    ready, fresh = _Pieces(), 0  # the first ``fresh`` pieces of ``ready`` were never cleaned
+    for finished, waiting in pieces:
+        finished.extend(ready)
+        ready, fresh = finished, fresh + len(finished) - len(ready)
+        if fresh >= CLEAN_BATCH:
+            ready.geoms = _clean_coverage(ready.geoms, fresh)
+            held = _touching(ready.geoms, [piece[0] for piece in waiting.values()])
+            if not held.all():
+                yield _frame(layer, ready.take(~held))
+            ready, fresh = ready.take(held), 0
+    ready.geoms = _clean_coverage(ready.geoms, fresh)
+    yield _frame(layer, ready)
+
+
+def _touching(geoms: list, others: list) -> np.ndarray:
+    """Per geometry: whether it touches one of ``others`` (pieces not finished yet)."""
+    held = np.zeros(len(geoms), bool)
+    if geoms and others:
+        held[shapely.STRtree(others).query(geoms, predicate="intersects")[0]] = True
+    return held
+
+
+def _frame(layer: ExportLayer, pieces: _Pieces) -> gpd.GeoDataFrame:
+    """A batch of finished, cleaned pieces in the cube's CRS, with their attributes."""
+    geoms = shapely.transform(np.asarray(pieces.geoms, dtype=object), _to_crs(layer.transform))
     area = shapely.area(geoms) * metres_per_unit(layer.crs) ** 2
-    conf_n = np.asarray(final.conf_n, dtype=np.float64)
+    conf_n = np.asarray(pieces.conf_n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.asarray(final.conf_sum, dtype=np.float64) / conf_n
-    values_arr = np.asarray(final.values, dtype=np.int64)
+        confidence = np.asarray(pieces.conf_sum, dtype=np.float64) / conf_n
+    values_arr = np.asarray(pieces.values, dtype=np.int64)
     columns = {
         "value": values_arr,
-        "class": [layer.name_of(int(v)) for v in values_arr],
+        "class": pd.Series([layer.name_of(int(v)) for v in values_arr], dtype=object),
         **_value_columns(layer, values_arr),
-        "area_m2": area,
+        "area_m2": np.asarray(area, dtype=np.float64),
         "confidence": np.where(conf_n > 0, confidence, np.nan),
     }
-    frame = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=layer.crs))
-    if min_area > 0:
-        frame = frame[frame["area_m2"] >= min_area]
-    return frame.sort_values(["value", "area_m2"], ascending=[True, False], ignore_index=True)
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=layer.crs))
 
 
-def _clean_coverage(geoms: np.ndarray, tolerance_px: float) -> np.ndarray:
-    """Polygons whose shared edges match vertex for vertex, simplified by ``tolerance_px``.
+def _clean_coverage(geoms: list, fresh: int) -> list:
+    """Polygons whose shared edges match vertex for vertex, without collinear vertices.
 
-    A vertex at every pixel corner makes neighbours' shared edges identical; the coverage
-    simplifier then removes collinear vertices (or simplifies) on both sides alike. With a
-    real tolerance the whole coverage is simplified at once. Without one, batches of
-    :data:`CLEAN_BATCH` polygons are cleaned with their outer boundary kept as it is (every
-    pixel corner), so memory holds one segmentized batch, not the whole coverage.
+    A vertex at every pixel corner of the ``fresh`` (first, never cleaned) polygons makes
+    neighbours' shared edges identical (the others kept theirs on every edge not yet
+    cleaned); the coverage simplifier then removes collinear vertices on both sides alike,
+    keeping the set's outer boundary as it is.
     """
-    if not geoms.size:
+    if not geoms:
         return geoms
-    if tolerance_px > 0:
-        return shapely.coverage_simplify(shapely.segmentize(geoms, 1.0), tolerance_px)
-    out = np.empty_like(geoms)
-    for start in range(0, geoms.size, CLEAN_BATCH):
-        batch = shapely.segmentize(geoms[start : start + CLEAN_BATCH], 1.0)
-        out[start : start + CLEAN_BATCH] = shapely.coverage_simplify(
-            batch, _COLLINEAR, simplify_boundary=False
-        )
-    return out
+    todo = np.asarray(geoms, dtype=object)
+    todo[:fresh] = shapely.segmentize(todo[:fresh], 1.0)
+    return list(shapely.coverage_simplify(todo, _COLLINEAR, simplify_boundary=False))
 
 
 def _value_columns(layer: ExportLayer, values: np.ndarray) -> dict[str, list[str]]:
@@ -135,44 +207,118 @@ def _value_columns(layer: ExportLayer, values: np.ndarray) -> dict[str, list[str
     return {k: [layer.value_attrs[int(v)].get(k, "") for v in values] for k in keys}
 
 
-def _trace_chunks(layer: ExportLayer, wanted: np.ndarray) -> tuple[_Pieces, _Pieces, list]:
-    """Trace every chunk; return final pieces, pieces on a seam and the seam id pairs."""
-    height, width = layer.shape
-    final, pending = _Pieces(), _Pieces()
-    pending_ids: dict[int, int] = {}  # global region id -> index in ``pending``
-    above = np.zeros(width, np.int64)  # global ids of the row just above the current chunk row
-    left = np.zeros(0, np.int64)  # global ids of the column left of the current chunk
-    seams: list[np.ndarray] = []
-    next_id = 0
+def _chunk_rows(layer: ExportLayer) -> Iterator[list[tuple[int, int, int, int]]]:
+    """The store chunks' windows, one list per row of chunks."""
+    row: list[tuple[int, int, int, int]] = []
     for window in layer.windows():
-        row0, row1, col0, col1 = window
-        vals = layer.read(window)
-        image = np.where(np.isin(vals, wanted), vals.astype(np.int32), _OUTSIDE)
-        local = label(image, background=_OUTSIDE, connectivity=1).astype(np.int64)
-        count = int(local.max())
-        ids = np.where(local > 0, local + next_id, 0)
-        if col0 == 0:
-            left = np.zeros(row1 - row0, np.int64)
-        seams += _seam_pairs(ids[0, :], above[col0:col1], ids[:, 0], left)
-        on_seam = _seam_ids(local, row0 > 0, row1 < height, col0 > 0, col1 < width)
-        stats = _region_stats(local, vals, layer.read_confidence(window), count)
-        origin = Affine.translation(col0, row0)
-        for geojson, region in shapes(
-            local.astype(np.int32), mask=local > 0, connectivity=4, transform=origin
-        ):
-            region = int(region)
-            geom = shape(geojson)
-            value, pixels, csum, cn = (s[region] for s in stats)
-            if on_seam[region]:
-                pending_ids[region + next_id] = len(pending.geoms)
-                pending.add(geom, int(value), int(pixels), float(csum), float(cn))
-            else:
-                final.add(geom, int(value), int(pixels), float(csum), float(cn))
-        above[col0:col1] = ids[-1, :]
-        left = ids[:, -1]
-        next_id += count
-    pairs = [np.vectorize(pending_ids.__getitem__, otypes=[np.int64])(p) for p in seams if p.size]
-    return final, pending, pairs
+        if row and window[0] != row[0][0]:
+            yield row
+            row = []
+        row.append(window)
+    if row:
+        yield row
+
+
+def _finished_pieces(
+    layer: ExportLayer, wanted: np.ndarray, min_area: float
+) -> Iterator[tuple[_Pieces, dict[int, tuple]]]:
+    """Trace the chunks a row at a time; yield the regions finished by each chunk and by the
+    merge at the end of each row, each time with the pieces still waiting.
+
+    ``waiting`` holds the pieces on a seam by region id; ``above`` the ids of the pixel row
+    just above the current chunk row (ids of waiting groups after the merge).
+    """
+    from terrawatch.tasks.core.export_sieve import sieved_reader
+
+    read = sieved_reader(layer, min_area)
+    height, width = layer.shape
+    waiting: dict[int, tuple] = {}
+    above = np.zeros(width, np.int64)
+    next_id = 1
+    for windows in _chunk_rows(layer):
+        finished, seams = _Pieces(), []
+        left = np.zeros(0, np.int64)
+        below = np.zeros(width, np.int64)
+        for window in windows:
+            row0, row1, col0, col1 = window
+            vals = read(window)
+            image = np.where(np.isin(vals, wanted), vals.astype(np.int32), _OUTSIDE)
+            local = label(image, background=_OUTSIDE, connectivity=1).astype(np.int64)
+            count = int(local.max())
+            ids = np.where(local > 0, local + (next_id - 1), 0)
+            seams += _seam_pairs(ids[0, :], above[col0:col1], ids[:, 0], left)
+            on_seam = _seam_ids(local, row0 > 0, row1 < height, col0 > 0, col1 < width)
+            stats = _region_stats(local, vals, layer.read_confidence(window), count)
+            origin = Affine.translation(col0, row0)
+            for geojson, region in shapes(
+                local.astype(np.int32), mask=local > 0, connectivity=4, transform=origin
+            ):
+                region = int(region)
+                piece = (shape(geojson), *(int(s[region]) for s in stats[:2]))
+                piece += tuple(float(s[region]) for s in stats[2:])
+                if on_seam[region]:
+                    waiting[region + next_id - 1] = piece
+                else:
+                    finished.add(*piece)
+            if row1 < height:
+                below[col0:col1] = ids[-1, :]
+            left = ids[:, -1]
+            next_id += count
+            yield finished, waiting
+            finished = _Pieces()
+        above = _merge_waiting(waiting, seams, below, finished)
+        yield finished, waiting
+    assert not waiting, "every region is finished after the last row of chunks"
+
+
+def _merge_waiting(
+    waiting: dict[int, tuple], seams: list[np.ndarray], below: np.ndarray, finished: _Pieces
+) -> np.ndarray:
+    """Union the waiting pieces that meet across a seam with the same class, in place.
+
+    Groups that reach the pixel row ``below`` (the next chunk row's upper neighbour) keep
+    waiting under one id; the others are added to ``finished``. Returns ``below`` with each
+    id replaced by its group's id.
+    """
+    ids = np.fromiter(waiting, np.int64, len(waiting))
+    if not ids.size:
+        return below
+    order = np.argsort(ids)
+    ids = ids[order]
+    pairs = np.concatenate(seams) if seams else np.zeros((0, 2), np.int64)
+    pairs = pairs[np.isin(pairs, ids).all(axis=1)] if pairs.size else pairs
+    pos = np.searchsorted(ids, pairs) if pairs.size else pairs
+    values = np.asarray([waiting[i][1] for i in ids])
+    if pos.size:
+        pos = pos[values[pos[:, 0]] == values[pos[:, 1]]]
+    n = ids.size
+    graph = coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    reach = np.zeros(n, bool)
+    on_below = np.unique(below[below > 0])
+    reach[np.searchsorted(ids, on_below[np.isin(on_below, ids)])] = True
+    group_reach = np.zeros(group.max() + 1, bool)
+    np.logical_or.at(group_reach, group, reach)
+    sort = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[sort])) + 1
+    new_id = ids.copy()
+    for members in np.split(sort, bounds):
+        pieces = [waiting.pop(int(ids[m])) for m in members]
+        geoms = [p[0] for p in pieces]
+        merged = (
+            geoms[0] if len(geoms) == 1 else shapely.union_all(geoms),
+            pieces[0][1],
+            *(sum(p[k] for p in pieces) for k in (2, 3, 4)),
+        )
+        if group_reach[group[members[0]]]:
+            keep = int(ids[members[0]])
+            waiting[keep] = merged
+            new_id[members] = keep
+        else:
+            finished.add(*merged)
+    lookup = np.searchsorted(ids, below)
+    known = (below > 0) & (lookup < n) & (ids[np.minimum(lookup, n - 1)] == below)
+    return np.where(known, new_id[np.minimum(lookup, n - 1)], below)
 
 
 def _seam_pairs(
@@ -216,30 +362,6 @@ def _region_stats(
     csum = np.bincount(flat, weights=confidence.ravel() * valid, minlength=count + 1)
     cn = np.bincount(flat, weights=valid, minlength=count + 1)
     return value, pixels, csum, cn
-
-
-def _merge_pending(final: _Pieces, pending: _Pieces, pairs: list[np.ndarray]) -> None:
-    """Union the seam pieces that touch with the same class; append the results to ``final``."""
-    n = len(pending.geoms)
-    if not n:
-        return
-    edges = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-    values = np.asarray(pending.values)
-    edges = edges[values[edges[:, 0]] == values[edges[:, 1]]] if edges.size else edges
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    order = np.argsort(group, kind="stable")
-    bounds = np.flatnonzero(np.diff(group[order])) + 1
-    for members in np.split(order, bounds):
-        geoms = [pending.geoms[i] for i in members]
-        geom = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        final.add(
-            geom,
-            pending.values[members[0]],
-            sum(pending.pixels[i] for i in members),
-            sum(pending.conf_sum[i] for i in members),
-            sum(pending.conf_n[i] for i in members),
-        )
 
 
 def _to_crs(transform: Affine):

@@ -10,8 +10,16 @@ shorter than ``min_spur`` metres, hanging off a junction) are the skeleton's whi
 removed, and the nodes left with two edges are dissolved so each line runs from a junction or
 end to the next. Each LineString carries its length in metres and the degree of its end nodes.
 
-The skeleton needs the whole step's road mask (one byte per pixel in memory), unlike the
-polygon export, which works by chunk.
+The skeleton is made by chunk: each store chunk's road mask is read with a halo of
+:data:`HALO` pixels around it, thinned, and only the chunk's own skeleton pixels are kept.
+Thinning removes one layer of boundary pixels per pass and decides from a pixel's 3×3
+neighbourhood, so the window's cut edge changes the skeleton only within about the road's
+width of that edge; with roads narrower than the halo the chunks' skeletons join into exactly
+the skeleton of the whole step (a test checks it). The graph is then built from the skeleton's
+pixel coordinates (a sparse list, as long as the roads, not as large as the step), so an
+8-neighbour pair across a chunk seam joins the two chunks' chains like any other pair. Road
+areas wider than the halo (squares, car parks) may get a slightly different skeleton near a
+seam, never a broken one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ ROAD_CLASS = "road"
 """The class (name or synonym in the cube's class table) whose pixels are roads."""
 SPUR_PIXELS = 10
 """Default spur threshold in pixels (``min_spur`` is given in metres)."""
+HALO = 64
+"""Pixels read around each chunk for its skeleton: roads up to about this wide thin exactly."""
 
 _OFFSETS = ((0, 1), (1, -1), (1, 0), (1, 1))  # each undirected 8-neighbour pair once
 
@@ -53,20 +63,40 @@ def road_centerlines(
     if min_spur is not None and min_spur < 0:
         raise InputError(f"--min-spur must be >= 0 metres, got {min_spur!r}")
     value = layer.value_of(class_name, "--objects roads")
-    mask = np.asarray(layer.data.values == value)
     spur_px = SPUR_PIXELS if min_spur is None else min_spur / layer.pixel_size_m
-    graph = skeleton_graph(skeletonize(mask))
+    graph = pixel_graph(*skeleton_pixels(layer, value))
     prune_spurs(graph, spur_px)
     dissolve_pass_through(graph)
     return _lines_frame(graph, layer, layer.name_of(value))
 
 
+def skeleton_pixels(layer: ExportLayer, value: int, halo: int = HALO) -> tuple[np.ndarray, ...]:
+    """``(rows, cols)`` of the skeleton of the pixels of ``value``, thinned chunk by chunk."""
+    height, width = layer.shape
+    rows, cols = [], []
+    for row0, row1, col0, col1 in layer.windows():
+        top, left = max(row0 - halo, 0), max(col0 - halo, 0)
+        grown = (top, min(row1 + halo, height), left, min(col1 + halo, width))
+        skeleton = skeletonize(layer.read(grown) == value)
+        r, c = np.nonzero(skeleton[row0 - top : row1 - top, col0 - left : col1 - left])
+        rows.append(r + row0)
+        cols.append(c + col0)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def skeleton_graph(skeleton: np.ndarray) -> nx.MultiGraph:
-    """Junctions and ends as nodes (``pos`` = (row, col)), pixel chains as edges (``path``)."""
-    rows, cols = np.nonzero(skeleton)
-    index = np.full(skeleton.shape, -1, np.int64)
-    index[rows, cols] = np.arange(rows.size)
-    pairs = _pixel_pairs(skeleton, index)
+    """The graph of a skeleton image (see :func:`pixel_graph`)."""
+    return pixel_graph(*np.nonzero(skeleton))
+
+
+def pixel_graph(rows: np.ndarray, cols: np.ndarray) -> nx.MultiGraph:
+    """Junctions and ends as nodes (``pos`` = (row, col)), pixel chains as edges (``path``).
+
+    ``rows``/``cols`` are the skeleton's pixels, in any order.
+    """
+    lookup = _PixelLookup(rows, cols)
+    rows, cols = lookup.rows, lookup.cols
+    pairs = _pixel_pairs(lookup)
     n = rows.size
     adjacency = coo_matrix(
         (
@@ -140,20 +170,37 @@ def _starts_at(graph: nx.MultiGraph, path: np.ndarray, node: int) -> bool:
     return bool(np.linalg.norm(path[0] - pos) <= np.linalg.norm(path[-1] - pos))
 
 
-def _pixel_pairs(skeleton: np.ndarray, index: np.ndarray) -> np.ndarray:
+class _PixelLookup:
+    """Index of a skeleton pixel by (row, col) among sorted sparse pixels (-1: not skeleton)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        self._stride = int(cols.max()) + 3 if cols.size else 3
+        keys = self._key(np.asarray(rows, np.int64), np.asarray(cols, np.int64))
+        order = np.argsort(keys, kind="stable")
+        self.rows, self.cols, self._keys = rows[order], cols[order], keys[order]
+
+    def _key(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return (rows + 1) * self._stride + (cols + 1)
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        keys = self._key(rows, cols)
+        at = np.minimum(np.searchsorted(self._keys, keys), max(self._keys.size - 1, 0))
+        found = self._keys.size > 0
+        hit = (self._keys[at] == keys) if found else np.zeros(keys.shape, bool)
+        return np.where(hit, at, -1)
+
+
+def _pixel_pairs(lookup: _PixelLookup) -> np.ndarray:
     """``(m, 2)`` pixel indices of 8-neighbours, without diagonals that a 4-path also joins."""
-    h, w = skeleton.shape
-    padded = np.pad(skeleton, 1)
+    rows, cols = lookup.rows.astype(np.int64), lookup.cols.astype(np.int64)
+    here = np.arange(rows.size)
     out = []
     for dr, dc in _OFFSETS:
-        shifted = padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
-        both = skeleton & shifted
+        other = lookup(rows + dr, cols + dc)
+        both = other >= 0
         if dr and dc:  # diagonal: skip where the L-corner pixel of either side is skeleton
-            both &= (
-                ~padded[1 + dr : 1 + dr + h, 1 : 1 + w] & ~padded[1 : 1 + h, 1 + dc : 1 + dc + w]
-            )
-        r, c = np.nonzero(both)
-        out.append(np.stack([index[r, c], index[r + dr, c + dc]], axis=1))
+            both &= (lookup(rows + dr, cols) < 0) & (lookup(rows, cols + dc) < 0)
+        out.append(np.stack([here[both], other[both]], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 

@@ -11,10 +11,11 @@ import pytest
 import rasterio
 import shapely
 import zarr
-from rasterio.features import rasterize
+from rasterio.features import rasterize, sieve
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 from skimage.measure import label
+from skimage.morphology import skeletonize
 
 from terrawatch.errors import InputError, OutputExistsError
 from terrawatch.models.classes import parse_class_names
@@ -25,7 +26,7 @@ from terrawatch.tasks.core.cube_types import NODATA, CubeKind, TimeStep
 from terrawatch.tasks.core.export import VectorOptions, export_layer
 from terrawatch.tasks.core.export_buildings import building_outlines
 from terrawatch.tasks.core.export_polygons import polygonize
-from terrawatch.tasks.core.export_roads import road_centerlines
+from terrawatch.tasks.core.export_roads import road_centerlines, skeleton_pixels
 from terrawatch.tasks.core.export_source import open_layer
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.flood.cube import FLOOD_CUBE, FloodStep, flooded_mask
@@ -168,6 +169,77 @@ def test_simplified_polygons_keep_their_topology_and_stay_within_a_pixel(tmp_pat
     assert (big["area_m2"] >= 200.0).all() and len(big) < len(frame)
 
 
+def _speckled(seed: int = 2) -> np.ndarray:
+    """Blobs sprinkled with one-pixel specks of every class, on every chunk seam too."""
+    rng = np.random.default_rng(seed)
+    labels = _blobs(seed)
+    speck = rng.random(GRID.shape) < 0.02
+    labels[speck] = rng.integers(0, 4, int(speck.sum()))
+    labels[:, :3] = NODATA
+    labels[104, 1] = 1  # an island in no data: nothing to join, so it is dropped
+    return labels
+
+
+def test_min_area_absorbs_small_regions_into_neighbours_without_gaps(tmp_path: Path) -> None:
+    labels = _speckled()
+    layer = open_layer(_landcover_cube(tmp_path / "cube.zarr", labels))
+    threshold = 20  # pixels: the halo reaches past the 64-pixel chunks' seams
+    frame = polygonize(layer, min_area=threshold * RES**2)
+    burned = rasterize(
+        zip(frame.geometry, frame["value"], strict=True),
+        out_shape=GRID.shape,
+        transform=layer.transform,
+        fill=NODATA,
+        dtype="uint8",
+    )
+    island = np.zeros(GRID.shape, bool)
+    island[104, 1] = True
+    np.testing.assert_array_equal(burned == NODATA, (labels == NODATA) | island)  # no gap
+    assert shapely.coverage_is_valid(frame.geometry.values)
+    assert (frame["area_m2"] >= threshold * RES**2).all()
+    assert len(frame) < len(polygonize(layer)) / 5
+    for value in range(4):  # still one polygon per region of the sieved raster
+        assert (frame["value"] == value).sum() == label(burned == value, connectivity=1).max()
+    valid = labels != NODATA
+    whole = np.where(valid, sieve(labels, threshold, mask=valid, connectivity=4), labels)
+    assert np.mean(burned != whole) < 0.005  # as GDAL's sieve of the whole raster, chunk-wise
+
+
+def test_streamed_files_hold_the_same_polygons_in_many_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels = _blobs()
+    layer = open_layer(_landcover_cube(tmp_path / "cube.zarr", labels))
+    expected = polygonize(layer)  # one batch
+    monkeypatch.setattr(export_polygons, "CLEAN_BATCH", 7)
+    assert len(list(export_polygons.polygon_batches(layer))) > 3
+    vertices = sum(shapely.get_num_coordinates(expected.geometry.values))
+    for suffix in ("parquet", "gpkg", "geojson"):
+        path, count = export_layer(layer, tmp_path / f"c.{suffix}")
+        back = gpd.read_parquet(path) if suffix == "parquet" else gpd.read_file(path)
+        assert count == len(back) == len(expected)
+        assert back.crs.to_epsg() == (4326 if suffix == "geojson" else 32632)
+        if suffix == "geojson":  # WGS 84, coordinates rounded to 7 decimals (RFC 7946)
+            assert back.to_crs(32632).area.sum() == pytest.approx(expected.area.sum())
+            continue
+        np.testing.assert_array_equal(np.sort(back["area_m2"]), np.sort(expected["area_m2"]))
+        assert shapely.coverage_is_valid(back.geometry.values)
+        # shared edges cleaned as in one batch: no pixel-corner vertices left at batch borders
+        assert sum(shapely.get_num_coordinates(back.geometry.values)) <= 1.02 * vertices
+        burned = rasterize(
+            zip(back.geometry, back["value"], strict=True),
+            out_shape=GRID.shape,
+            transform=layer.transform,
+            fill=NODATA,
+            dtype="uint8",
+        )
+        np.testing.assert_array_equal(burned, labels)
+    nothing = np.full(GRID.shape, NODATA, np.uint8)
+    empty = open_layer(_landcover_cube(tmp_path / "empty.zarr", nothing))
+    path, count = export_layer(empty, tmp_path / "empty.parquet")
+    assert count == 0 and len(gpd.read_parquet(path)) == 0
+
+
 def _road_grid() -> np.ndarray:
     labels = np.zeros((400, 400), np.uint8)
     for p in (60, 200, 340):
@@ -192,6 +264,21 @@ def test_road_grid_gives_its_junctions_and_block_lengths(tmp_path: Path) -> None
     assert (lines.geom_type == "LineString").all() and lines.crs.to_epsg() == 32632
     unpruned = road_centerlines(layer, min_spur=0.0)
     assert len(unpruned) == len(lines) + 2  # the whisker, and the road it split in two
+
+
+def test_road_skeleton_by_chunk_is_the_skeleton_of_the_whole_step(tmp_path: Path) -> None:
+    roads = _road_grid()
+    rr, cc = np.mgrid[:400, :400]
+    roads[np.abs(rr - cc) <= 4] = 2  # a diagonal avenue crossing chunk corners and seams
+    grid = GridSpec("EPSG:32632", RES, 350_000.0, 5_640_000.0, 350_800, 5_640_800)
+    for name, labels, g in (("grid", roads, grid), ("blobs", _blobs(3), GRID)):
+        layer = open_layer(_landcover_cube(tmp_path / f"{name}.zarr", labels, g))
+        assert layer.chunk_shape == (CHUNK, CHUNK)
+        rows, cols = skeleton_pixels(layer, 2)
+        whole = np.zeros(labels.shape, bool)
+        whole[rows, cols] = True
+        assert rows.size == whole.sum()  # no pixel kept by two chunks
+        np.testing.assert_array_equal(whole, skeletonize(labels == 2))
 
 
 def test_building_outlines_are_regularised(tmp_path: Path) -> None:
