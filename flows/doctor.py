@@ -285,6 +285,13 @@ def _check_dask(report: Report) -> None:
             "dask", "scheduler", INFO, f"${DASK_ADDRESS_ENV} unset: each run starts a {kind}"
         )
         return
+    from terrawatch.errors import InputError
+    from terrawatch.flows.dask_tls import check_dask_tls
+
+    try:
+        check_dask_tls(address, f"${DASK_ADDRESS_ENV}")
+    except InputError as err:  # a tls:// scheduler the runs could not reach (deploy/README.md)
+        report.add("dask", "tls", FAIL, str(err), blocks_main_job=True, exit_code=err.exit_code)
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     problem = _tcp_problem(parsed.hostname or "", parsed.port or 8786)
     if problem:

@@ -6,8 +6,8 @@
 #
 #   deploy/tls/make-certs.sh OUT_DIR [SCHEDULER_NAME ...]
 #
-# SCHEDULER_NAME: host names the scheduler is reached by (default: dask-scheduler, the compose
-# service; localhost). Writes OUT_DIR/ca.pem and OUT_DIR/{scheduler,worker,client}.{pem,key};
+# SCHEDULER_NAME: host names written into the certificates (default: dask-scheduler, the compose
+# service; localhost). Dask itself trusts a peer for its CA's signature, not for its host name. Writes OUT_DIR/ca.pem and OUT_DIR/{scheduler,worker,client}.{pem,key};
 # ca.key stays in OUT_DIR to sign more (keep it offline, not on the cluster). Keys are mode 600:
 # give them to the user the processes run as (uid 1000 in the image). Needs openssl 1.1.1+.
 set -eu

@@ -172,3 +172,16 @@ def test_tls_address_without_a_client_certificate_names_the_settings(tmp_path, m
         monkeypatch.setenv("TERRAWATCH_DASK_ADDRESS", "tcp://s:8786")
         with pytest.raises(InputError, match=r"TERRAWATCH_DASK_ADDRESS=tcp://s:8786 .*tls://"):
             check_dask_tls()
+
+
+def test_doctor_names_missing_tls_settings_of_a_tls_scheduler(monkeypatch):
+    import dask.config
+
+    from terrawatch.flows.doctor import Report, _check_dask
+
+    monkeypatch.setenv("TERRAWATCH_DASK_ADDRESS", "tls://127.0.0.1:1")
+    report = Report()
+    with dask.config.set({"distributed.comm.tls.ca-file": None}):
+        _check_dask(report)
+    tls = next(c for c in report.checks if c.name == "tls")
+    assert tls.blocks_main_job and "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in tls.detail
