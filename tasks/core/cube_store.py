@@ -127,6 +127,7 @@ def prepare_step(
     if times.size and step.time64 < times[-1]:
         last = np.datetime_as_string(times[-1], unit="D")
         raise StoreMismatchError(kind.out_of_order.format(time=step.time, store=store, last=last))
+    check_no_foreign_variables(store, existing, kind)
     _append_step(store, existing, ds, step, provenance)
     logger.info(
         "appended %s %s to %s %s as index %d",
@@ -293,6 +294,25 @@ def check_store_matches(
             + "; ".join(diffs)
             + ". Write to a new store (--store), or rerun with the store's grid, chunk and classes "
             "(its 'grid' and 'classes' attributes)."
+        )
+
+
+def check_no_foreign_variables(store: str, ds: xr.Dataset, kind: CubeKind) -> None:
+    """Refuse to append a step that would not grow every ``time`` variable of the store.
+
+    A store made by another kind of run (``--refine special``'s zero-shot maps, ``--probabilities``)
+    has variables this kind does not write; appending would leave them one step short and the
+    store unreadable (xarray: conflicting sizes for dimension 'time').
+    """
+    known = set(kind.required) | {t.name for t in kind.times}
+    foreign = sorted(
+        str(name) for name, var in ds.data_vars.items() if "time" in var.dims and name not in known
+    )
+    if foreign:
+        raise StoreMismatchError(
+            f"{store!r} holds {foreign!r}, which this run does not write (the store was made by "
+            "another kind of run, e.g. --refine special or --probabilities); rerun it the way it "
+            "was made, or write to a new store (--store)"
         )
 
 

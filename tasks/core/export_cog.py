@@ -4,7 +4,9 @@ The layer is copied chunk by chunk into a tiled GeoTIFF beside the target, then 
 ``cog_translate`` turns it into a COG with internal overviews built by *mode* resampling (a
 class map must never average class ids), the colour table of the cube's palette (QGIS opens it
 as a paletted layer) and the class names as GDAL metadata (``CLASS_<value>=name`` and a JSON
-``class_names``; rasterio cannot write a raster attribute table). The result is renamed onto
+``class_names``), and beside it the class table as a raster attribute table in GDAL's
+``NAME.tif.aux.xml`` sidecar (:mod:`tasks.core.export_rat`; rasterio cannot write one into
+the file). The result is renamed onto
 the target only when complete, so a failure or interrupt leaves an existing file untouched.
 """
 
@@ -20,6 +22,7 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
 from terrawatch.tasks.core.export_files import staged
+from terrawatch.tasks.core.export_rat import write_rat_sidecar
 from terrawatch.tasks.core.export_source import ExportLayer
 from terrawatch.tasks.core.render import color_rgb255
 
@@ -55,6 +58,7 @@ def export_cog(layer: ExportLayer, path: str | Path, *, blocksize: int = BLOCK) 
             )
     finally:
         staging.unlink(missing_ok=True)
+    write_rat_sidecar(layer, path)  # the class table for QGIS/GDAL, once the COG is in place
     return path
 
 

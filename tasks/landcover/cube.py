@@ -7,6 +7,9 @@ Store layout (one store per product, region and CRS), dims ``(time, y, x)``:
 - ``confidence``: uint8 ``round(100 * max class probability)`` in 0..100, ``_FillValue`` 255.
   uint8 rather than float16: half the bytes, exact round-trip, and the same no-data rule as
   ``landcover``.
+- ``probability`` (only in stores made with ``--probabilities``, :data:`~tasks.landcover.
+  probability.PROBABILITY_CUBE`): uint8 percent per class, dims ``(time, class, y, x)``, with a
+  ``class`` coordinate of the class names.
 - ``tile_done``: uint8 ``(time, tile_row, tile_col)``, one element per Zarr chunk of the data
   (chunks of 1, so concurrent writers never share one), set to 1 only after that tile's data
   chunks are written; 0 (its ``_FillValue``) means not written yet.

@@ -194,3 +194,19 @@ def test_a_second_step_appends_and_a_rerun_writes_no_overview(store: str, tmp_pa
         cube["probability"].values[1][:, 5, 20], probability_percent(_scores(2))[:, 5, 20]
     )
     assert has_overview(copy, 2, 1) and write_overviews(copy, 1, rewrite=False) == []
+
+
+@pytest.mark.parametrize("made_with", ["probabilities", "refine special"])
+def test_appending_a_plain_step_to_a_store_of_another_kind_is_refused_intact(
+    tmp_path: Path, made_with: str
+) -> None:
+    from terrawatch.tasks.landcover.special import SPECIAL_CUBE
+
+    kind = PROBABILITY_CUBE if made_with == "probabilities" else SPECIAL_CUBE
+    store = str(tmp_path / "lc.zarr")
+    prepare_step(store, GRID, CLASSES, JUNE, {"run_id": "r"}, CHUNK, kind)
+    july = TimeStep("2024-07-01", "2024-07-31", ("b",))
+    with pytest.raises(StoreMismatchError, match="rerun it the way it was made"):
+        prepare_step(store, GRID, CLASSES, july, {"run_id": "r"}, CHUNK, LANDCOVER_CUBE)
+    cube = open_cube(store)  # still readable: every variable keeps one step
+    assert cube.sizes["time"] == 1
