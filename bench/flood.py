@@ -8,7 +8,10 @@ only) on the Prefect ephemeral API and a Dask LocalCluster (2 workers x 1 thread
 the cube, the polygons, the footprint and the HTML report. One summary line: wall time, the
 per-stage split (from the flow's Prefect task runs), the CSI of the planted flood::
 
-    python bench/flood.py [--size 1000] [--chunk 512]
+    python bench/flood.py [--size 1000] [--chunk 512] [--dem-gsw]
+
+``--dem-gsw`` also puts a DEM (radar shadow and layover) and a JRC GSW occurrence item (reference
+water) in the event's catalog, as Planetary Computer serves them beside Sentinel-1.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=1000, help="pixels a side at 10 m")
     parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--dem-gsw", action="store_true", help="add a DEM and a GSW item")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["TERRAWATCH_OFFLINE"] = "1"
@@ -57,12 +61,15 @@ def main() -> None:
     from terrawatch.flows.local_api import shared_local_api
     from terrawatch.flows.options import FloodSearchOptions, TilingOptions
     from terrawatch.flows.runner import local_cluster
-    from tests.flows.flood_event import EVENT, csi, write_event
+    from tests.flows.flood_event import EVENT, csi, write_dem, write_event, write_gsw
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["TERRAWATCH_WEIGHTS_DIR"] = str(root / "no-weights")
         event = write_event(root, args.size)
+        if args.dem_gsw:
+            write_dem(root, event)
+            write_gsw(root, event)
         store = root / "flood.zarr"
         with (
             shared_local_api(),
@@ -93,7 +100,8 @@ def main() -> None:
         split = ", ".join(f"{name} {sec:.1f}s" for name, sec in stages.items())
         print(
             f"flood bench: {km2:.0f} km² ({pixels / 1e6:.2f} Mpx, 5 pre + 1 post, "
-            f"members {'+'.join(summary['members'])}) in {wall:.1f} s wall "
+            f"members {'+'.join(summary['members'])}{', DEM + GSW' if args.dem_gsw else ''}) "
+            f"in {wall:.1f} s wall "
             f"(cold cluster); stages: {split}; {len(summary['files'])} files; "
             f"CSI {score:.3f}; flooded {summary['flooded_km2']:.2f} km²"
         )

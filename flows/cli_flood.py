@@ -49,6 +49,9 @@ def add_flood_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, help="flood cube: Zarr store path or fsspec URL")
     add_option_group(p, FloodWindowOptions, "windows")
     add_option_group(p, FloodSearchOptions, "search")
+    # optical scenes are searched by default now (--no-optical turns them off); an old command
+    # line's --optical asks for the default and keeps working
+    p.add_argument("--optical", dest="optical", action="store_true", help=argparse.SUPPRESS)
     add_option_group(p, SarInputOptions, "sar")
     add_option_group(p, GridOptions, "grid")
     add_option_group(p, TilingOptions, "tiling")

@@ -68,7 +68,7 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("flood",): (
         "terrawatch flood --aoi 6.90,50.90,6.96,50.94 --date 2024-06-02 --store flood.zarr",
         "terrawatch flood --aoi area.geojson --date 2024-06-02 --pre-days 24 --post-days 6 "
-        "--store flood.zarr --optical",
+        "--store flood.zarr --no-optical",
     ),
     ("align-sar",): (
         "terrawatch align-sar --aoi 6.85,50.85,7.05,50.98 --start 2024-05-01 --end 2024-06-30 "

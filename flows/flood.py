@@ -247,6 +247,7 @@ def flood(
         store, cube.time_index, grid_spec, plan.pre.sar, plan.post.sar, plan.sar, tiling.loader,
         outputs.min_area, plan.threshold.reference if plan.threshold else (),
         search.landcover_cube,
+        (*plan.post.spectral, *plan.post.optical, *plan.pre.spectral, *plan.pre.optical),
     )  # fmt: skip
     stac = describe_cube_task(store, tiling.stac)
     return {

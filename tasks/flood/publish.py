@@ -72,6 +72,7 @@ def publish_flood(
     min_area_ha: float = DEFAULT_MIN_AREA_HA,
     reference_sar: tuple[dict, ...] = (),
     landcover: str | None = None,
+    optical: tuple[dict, ...] = (),
 ) -> PublishedFlood:
     """Check completeness, count the pixels, draw the picture, write the responder's files
     (:mod:`tasks.flood.outputs`) and create the artifacts."""
@@ -89,7 +90,7 @@ def publish_flood(
     picture = write_beside(store, f"flood-{event}.png", png)
     key = artifact_key(store)
     flooded_km2 = counts.flooded * pixel_km2
-    scenes = scene_rows(pre_sar, post_sar, reference_sar)
+    scenes = scene_rows(pre_sar, post_sar, reference_sar, optical)
     outputs = write_outputs(store, time_index, grid, event, min_area_ha, scenes,
                             method_lines(cube.attrs), landcover)  # fmt: skip
     create_table_artifact(
@@ -134,12 +135,15 @@ def publish_flood(
 
 
 def scene_rows(
-    pre: tuple[dict, ...], post: tuple[dict, ...], reference: tuple[dict, ...]
+    pre: tuple[dict, ...],
+    post: tuple[dict, ...],
+    reference: tuple[dict, ...],
+    optical: tuple[dict, ...] = (),
 ) -> list[dict]:
-    """The report's scenes: role, id, acquisition time, orbit."""
+    """The report's scenes: role, id, acquisition time, orbit (optical: the optical member's)."""
     rows, seen = [], set()
-    for role, items in (("after the event", post), ("before the event", pre),
-                        ("reference", reference)):  # fmt: skip
+    for role, items in (("after the event", post), ("optical", optical),
+                        ("before the event", pre), ("reference", reference)):  # fmt: skip
         for item in items:
             if item["id"] in seen:
                 continue

@@ -26,10 +26,10 @@ def read_on_grid(
     """The raster's first band on ``window`` of ``grid`` as float32, NaN outside or no data."""
     box = grid.geobox[window] if window is not None else grid.geobox
     with rasterio.open(href) as src:
-        src_nodata = src.nodata if src.nodata is not None else np.nan
+        declared = {"src_nodata": src.nodata} if src.nodata is not None else {}
         with WarpedVRT(src, crs=str(box.crs), transform=box.affine, width=box.shape.x,
-                       height=box.shape.y, resampling=resampling, src_nodata=src_nodata,
-                       nodata=np.nan, dtype="float32") as vrt:  # fmt: skip
+                       height=box.shape.y, resampling=resampling, nodata=np.nan,
+                       dtype="float32", **declared) as vrt:  # fmt: skip
             return vrt.read(1)
 
 

@@ -50,10 +50,14 @@ class Product:
     """``"min"``: water where value >= ``value``; ``"equals"``: where value == ``value``."""
     value: float
     """The threshold or class."""
+    valid_max: float | None = None
+    """Largest valid value (GSW: 100 percent; its 255 marks no data)."""
 
     def water(self, values: np.ndarray) -> np.ndarray:
         """Where the product says water (False where it has no data)."""
         with np.errstate(invalid="ignore"):
+            if self.valid_max is not None:
+                values = np.where(values <= self.valid_max, values, np.nan)
             if self.rule == "min":
                 return np.isfinite(values) & (values >= self.value)
             return values == self.value
@@ -65,7 +69,7 @@ class Product:
 
 
 PRODUCTS: tuple[Product, ...] = (
-    Product("jrc-gsw", "occurrence", "min", GSW_OCCURRENCE_MIN),
+    Product("jrc-gsw", "occurrence", "min", GSW_OCCURRENCE_MIN, valid_max=100.0),
     Product("esa-worldcover", "map", "equals", WORLDCOVER_WATER),
 )
 """Reference water products looked for in the run's catalog."""
@@ -96,6 +100,10 @@ def search_reference_products(catalog: str, aoi: Any) -> tuple[ReferenceLayer, .
             result = search_items(catalog, aoi, *PRODUCT_WINDOW, [product.collection], None, None)
         except (NoScenesError, InputError) as err:  # no such collection, or none over the AOI
             logger.debug("no %s reference water: %s", product.collection, err)
+            continue
+        except Exception as err:  # an optional layer: the flood map goes on without it
+            logger.warning("search for %s failed, run goes on without it: %s",
+                           product.collection, err)  # fmt: skip
             continue
         items = [i for i in result.items if product.asset in i.get("assets", {})]
         if items:

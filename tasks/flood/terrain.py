@@ -86,6 +86,9 @@ def search_dem(catalog: str, aoi: Any) -> tuple[dict, ...]:
         except (NoScenesError, InputError) as err:  # no such collection, or none over the AOI
             logger.debug("no DEM in %s: %s", collection, err)
             continue
+        except Exception as err:  # an optional layer: the flood map goes on without it
+            logger.warning("DEM search in %s failed, run goes on without it: %s", collection, err)
+            continue
         return tuple(found.items)
     logger.info(
         "no DEM in the catalog (%s): radar shadow and layover are not flagged",

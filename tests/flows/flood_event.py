@@ -221,7 +221,7 @@ def write_optical_scene(
 def _write_band(path: Path, data: np.ndarray, origin: tuple[float, float]) -> str:
     size = data.shape[0]
     profile = dict(driver="COG", dtype=str(data.dtype), count=1, height=size, width=size, crs=CRS,
-                   transform=from_origin(*origin, RES, RES), nodata=0, blocksize=64)  # fmt: skip
+                   transform=from_origin(*origin, RES, RES), nodata=0, blocksize=128)  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
     return str(path)
@@ -324,7 +324,7 @@ def write_gsw(root: Path, event: Event) -> Path:
     path = root / "cogs" / "gsw-occurrence.tif"
     profile = dict(driver="COG", dtype="uint8", count=1, height=event.size, width=event.size,
                    crs=CRS, transform=from_origin(*event.origin, RES, RES), nodata=255,
-                   blocksize=64)  # fmt: skip
+                   blocksize=256 if event.size >= 512 else 128)  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(occurrence, 1)
     item = _s2_item(event, "gsw-event", "2021-01-01T00:00:00Z", {})

@@ -115,6 +115,8 @@ def test_lists_none_switches_and_renamed_flags_reach_the_groups():
     )
     search = read_options(flood, FloodSearchOptions)
     assert not search.optical and search.max_cloud is None
+    assert read_options(_parse(*FLOOD, "--optical"), FloodSearchOptions).optical  # old spelling
+    assert read_options(_parse(*FLOOD), FloodSearchOptions).optical  # the default
     assert read_options(flood, FloodModelOptions).factory == "pkg.mod:build"
     align = _parse(*ALIGN, "--no-resume", "--chips", "c.zarr", "--orbit", "descending")
     assert not read_options(align, TrainingOptions).resume

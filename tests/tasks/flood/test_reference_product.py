@@ -14,8 +14,8 @@ from tests.flows.flood_event import plant, wetland_regions, write_gsw
 
 def test_gsw_occurrence_from_50_percent_and_worldcover_class_80_are_water():
     gsw, worldcover = PRODUCTS
-    occurrence = np.array([0, 49, 50, 100, np.nan], np.float32)
-    assert gsw.water(occurrence).tolist() == [False, False, True, True, False]
+    occurrence = np.array([0, 49, 50, 100, 255, np.nan], np.float32)  # 255: GSW's no data
+    assert gsw.water(occurrence).tolist() == [False, False, True, True, False, False]
     classes = np.array([10, 50, 80, 90, np.nan], np.float32)
     assert worldcover.water(classes).tolist() == [False, False, True, False, False]
 
