@@ -464,6 +464,47 @@ def _append_step(
     template.attrs = {**provenance, **kept}
     # "a-": resize the time axis only; variables without a time dim are left untouched
     template.to_zarr(store, mode="a-", append_dim="time", compute=False, consolidated=True)
+    if _extend_flag_descriptions(store, ds, template):
+        zarr.consolidate_metadata(store, zarr_format=ZARR_FORMAT)
+
+
+_FLAG_KEYS = ("flag_masks", "flag_meanings")
+
+
+def _extend_flag_descriptions(store: str, ds: xr.Dataset, template: xr.Dataset) -> bool:
+    """Give a stored bit-flag variable the flags a newer release added; True if any changed.
+
+    ``mode="a-"`` keeps the variables' attributes as the store's first run wrote them, so a
+    store made before a flag bit existed (e.g. the flood ``exclusion`` layover and shadow bits)
+    would get pixels with bits its attributes do not describe. Only extensions are written
+    (the stored masks a prefix of the new ones, same meanings for them): a stored bit never
+    changes meaning, and anything else is left as stored.
+    """
+    changed = False
+    for name, var in template.data_vars.items():
+        new = var.attrs
+        old = ds[name].attrs if name in ds else {}
+        if "flag_masks" not in new or "flag_masks" not in old:
+            continue
+        new_masks = [int(m) for m in np.asarray(new["flag_masks"]).ravel()]
+        old_masks = [int(m) for m in np.asarray(old["flag_masks"]).ravel()]
+        new_words = str(new.get("flag_meanings", "")).split()
+        old_words = str(old.get("flag_meanings", "")).split()
+        extends = (
+            len(new_masks) > len(old_masks)
+            and new_masks[: len(old_masks)] == old_masks
+            and new_words[: len(old_words)] == old_words
+        )
+        if not extends:
+            continue
+        array = zarr.open_array(store, path=name, mode="r+")
+        array.attrs.update(
+            {"flag_masks": new_masks, "flag_meanings": " ".join(new_words)}
+            | ({"comment": new["comment"]} if "comment" in new else {})
+        )
+        logger.info("%s: flag bits %s added to its description", name, new_masks[len(old_masks) :])
+        changed = True
+    return changed
 
 
 def record_index(records: list[dict], when: np.datetime64) -> int | None:

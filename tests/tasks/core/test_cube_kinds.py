@@ -332,3 +332,19 @@ def test_a_store_of_another_kind_is_refused(case: Case, tmp_path: Path):
         _prepare(other, path, other.first)
         with pytest.raises(StoreMismatchError, match=f"not a terrawatch {case.kind.name}"):
             _prepare(case, path, case.first)
+
+
+def test_appending_to_a_flood_store_made_before_new_exclusion_bits_describes_them(tmp_path: Path):
+    """A store written when ``exclusion`` had bits 1, 2, 4 gets the later bits' description
+    when the next event is appended, so no stored pixel carries an undescribed bit."""
+    case = CASES["flood"]
+    path = str(tmp_path / "flood.zarr")
+    _prepare(case, path, case.first)
+    old = zarr.open_array(path, path="exclusion", mode="r+")
+    words = old.attrs["flag_meanings"].split()
+    old.attrs.update({"flag_masks": [1, 2, 4], "flag_meanings": " ".join(words[:3])})
+    zarr.consolidate_metadata(path)
+    _prepare(case, path, case.later)
+    cube = xr.open_zarr(path, mask_and_scale=False)
+    assert [int(m) for m in cube["exclusion"].attrs["flag_masks"]] == [1, 2, 4, 8, 16]
+    assert cube["exclusion"].attrs["flag_meanings"].split() == words
