@@ -18,8 +18,10 @@ own pseudo-label noise and disagree with its neighbours at the border (seams), s
    the cube gets the refined ``landcover``/``confidence`` and the zero-shot map beside them as
    ``landcover_zero_shot`` (class index) and ``confidence_zero_shot`` (100 x BvSB margin).
 
-The training step holds the whole scene's spectra in memory (bands x pixels x 4 bytes): fine
-for the AOIs of a land-cover run on one machine; a country-size scene needs more memory there.
+The training step holds at most ``SpecialSettings.training_pixels`` pixels (4 Mpx, about
+0.6 GB with 10 bands): a larger scene gives an equal random window of every tile
+(:func:`training_windows`), so its peak memory does not grow with the scene
+(``python bench/special.py --training-memory 1024,3072`` measures it).
 """
 
 from __future__ import annotations
@@ -349,6 +351,42 @@ def _tile_labels(labels: UserLabels | None, job: SpecialTileJob, core) -> np.nda
     return rasterise_labels(labels.shapes, geobox.transform, geobox.shape.yx)
 
 
+MIN_TRAINING_WINDOW = 64
+"""Smallest training window side (px): the classifier's two poolings and 3x3 context need room."""
+
+
+def training_windows(
+    jobs: Sequence[SpecialTileJob], budget: int, seed: int
+) -> list[tuple[SpecialTileJob, tuple[slice, slice]]]:
+    """The grid windows the training reads: every tile's core while the scene fits ``budget``
+    pixels; else an equal random window of every tile (side ``sqrt(budget / tiles)``), and past
+    ``budget / MIN_TRAINING_WINDOW**2`` tiles a random subset of tiles at that minimum side.
+
+    The §8 sampling draws a fixed number of pixels per class and iteration whatever the scene;
+    what grows with the scene is what the training holds (spectra, PCA features, predictions),
+    and this bounds it. The reference trains on its whole (small) image.
+    """
+    cores = [tile_windows(job.grid, job.tile, job.chunk, 0)[0] for job in jobs]
+    sizes = [(r.stop - r.start) * (c.stop - c.start) for r, c in cores]
+    if sum(sizes) <= budget:
+        return list(zip(jobs, cores, strict=True))
+    rng = np.random.default_rng(seed)
+    side = math.isqrt(budget // len(jobs))
+    chosen = np.arange(len(jobs))
+    if side < MIN_TRAINING_WINDOW:
+        side = MIN_TRAINING_WINDOW
+        keep = max(1, budget // side**2)
+        chosen = np.sort(rng.choice(len(jobs), keep, replace=False))
+    windows = []
+    for i in chosen:
+        rows, cols = cores[i]
+        height, width = min(side, rows.stop - rows.start), min(side, cols.stop - cols.start)
+        top = rows.start + int(rng.integers(rows.stop - rows.start - height + 1))
+        left = cols.start + int(rng.integers(cols.stop - cols.start - width + 1))
+        windows.append((jobs[i], (slice(top, top + height), slice(left, left + width))))
+    return windows
+
+
 def train_scene(
     jobs: list[SpecialTileJob],
     class_names: list[str],
@@ -364,8 +402,11 @@ def train_scene(
         learned).
     """
     cores = []
-    for job in jobs:
-        core, _ = tile_windows(job.grid, job.tile, job.chunk, 0)
+    windows = training_windows(jobs, settings.training_pixels, settings.seed)
+    held = sum((r.stop - r.start) * (c.stop - c.start) for _, (r, c) in windows)
+    logger.info("SPECIAL: training on %d pixels of %d tiles (at most %d)", held, len(jobs),
+                settings.training_pixels)  # fmt: skip
+    for job, core in windows:
         spectra, valid = read_spectra(job, core)
         group = zarr.open_group(job.scratch, mode="r")
         zero_shot = np.asarray(group["labels"][core])
@@ -400,6 +441,7 @@ def train_scene(
         "band_wavelengths_nm": list(jobs[0].bands.wavelengths_nm),
         "spectrum_stretch": [float(low), float(high)],
         "training_tiles": len(tiles),
+        "training_pixels_held": int(sum(t.labels.size for t in tiles)),
         "zero_shot_variables": [ZERO_SHOT, ZERO_SHOT_CONFIDENCE],
     }
     if labels is not None:

@@ -13,6 +13,7 @@ import zarr
 from rasterio.transform import from_origin
 
 from terrawatch.errors import InputError
+from terrawatch.models.special.training import SpecialSettings, predict_probabilities
 from terrawatch.tasks.core.cube_types import NODATA
 from terrawatch.tasks.core.grid import GridSpec
 from terrawatch.tasks.core.local_item import add_local_item
@@ -22,6 +23,8 @@ from terrawatch.tasks.landcover.special import (
     create_scratch,
     scene_bands,
     special_jobs,
+    train_scene,
+    training_windows,
     zero_shot_tile,
 )
 
@@ -90,3 +93,44 @@ def test_the_zero_shot_pass_stretches_every_tile_alike(tmp_path):
     labels = zarr.open_group(scratch, mode="r")["labels"][:]
     assert (labels != NODATA).all()
     assert (labels[:, :64] == 0).mean() > 0.99 and (labels[:, 64:] == 2).mean() > 0.99
+
+
+def test_training_holds_at_most_its_pixel_budget_drawn_from_every_tile(tmp_path):
+    """Past ``training_pixels`` the training reads an equal window of every tile (so its memory
+    does not grow with the scene) and still learns every class of the scene."""
+    rng = np.random.default_rng(1)
+    data = np.empty((5, 128, 256), np.float32)
+    data[:, :, :128] = 0.03 + 0.005 * rng.standard_normal((5, 128, 128))
+    data[:, :, 128:] = 0.25 + 0.005 * rng.standard_normal((5, 128, 128))
+    item = _item(tmp_path, "scene", data)
+    x0, y1 = ORIGIN
+    grid = GridSpec("EPSG:32632", 10.0, x0, y1 - 1280, x0 + 2560, y1)
+    store = str(tmp_path / "cube.zarr")
+    scratch = create_scratch(store, 0, grid, 128)
+    jobs = special_jobs(store, 0, ((0, 0), (0, 1)), 128, grid, (item,), halo=0, loader="odc",
+                        lease=None, scratch=scratch)  # fmt: skip
+    spec = ModelSpec(("water", "soil"), factory="tests.flows.brightness_rule:build")
+    for job in jobs:
+        zero_shot_tile(job, spec)
+
+    assert [w for _, w in training_windows(jobs, 2 * 128 * 128, 0)] == [
+        (slice(0, 128), slice(0, 128)),
+        (slice(0, 128), slice(128, 256)),
+    ]
+    windows = training_windows(jobs, 2 * 100 * 100, 0)
+    assert [job.tile for job, _ in windows] == [(0, 0), (0, 1)]
+    for job, (rows, cols) in windows:
+        assert rows.stop - rows.start == cols.stop - cols.start == 100
+        assert cols.start >= 128 * job.tile[1] and cols.stop <= 128 * (job.tile[1] + 1)
+    one = training_windows(jobs, 64 * 64, 0)  # below the smallest window: a subset of tiles
+    assert len(one) == 1 and one[0][1][0].stop - one[0][1][0].start == 64
+
+    settings = SpecialSettings(epochs=1, warmup_epochs=0, iterations=2, samples_per_class=50,
+                               training_pixels=2 * 100 * 100)  # fmt: skip
+    trained, record = train_scene(jobs, ["water", "soil"], settings)
+    assert record["training_pixels_held"] == 2 * 100 * 100
+    assert record["settings"]["training_pixels"] == 20000 and record["training_tiles"] == 2
+    valid = np.ones(data.shape[1:], bool)
+    predicted = predict_probabilities(trained.build(), trained.stretch_spectra(data, valid))
+    labels = predicted.argmax(axis=0)
+    assert (labels[:, :128] == 0).mean() > 0.9 and (labels[:, 128:] == 1).mean() > 0.9
