@@ -143,3 +143,14 @@ def test_bad_labels_fail_in_one_line_before_any_work(
     assert lines[0].startswith("terrawatch landcover: error: --labels ")
     assert expected in lines[0]
     assert not store.exists()
+
+
+def test_refine_classifier_choices_are_the_classifiers():
+    """The flag's choices (options module, kept light) follow the classifiers that exist."""
+    from typing import get_args
+
+    from terrawatch.flows.options import LandcoverModelOptions
+    from terrawatch.models.special.classifier import CLASSIFIERS
+
+    field = LandcoverModelOptions.model_fields["refine_classifier"]
+    assert get_args(field.annotation) == CLASSIFIERS and field.default == CLASSIFIERS[0]
