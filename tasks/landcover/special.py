@@ -356,11 +356,17 @@ MIN_TRAINING_WINDOW = 64
 
 
 def training_windows(
-    jobs: Sequence[SpecialTileJob], budget: int, seed: int
+    jobs: Sequence[SpecialTileJob],
+    budget: int,
+    seed: int,
+    anchors: Sequence[tuple[int, int]] = (),
 ) -> list[tuple[SpecialTileJob, tuple[slice, slice]]]:
     """The grid windows the training reads: every tile's core while the scene fits ``budget``
     pixels; else an equal random window of every tile (side ``sqrt(budget / tiles)``), and past
     ``budget / MIN_TRAINING_WINDOW**2`` tiles a random subset of tiles at that minimum side.
+
+    ``anchors`` (grid row, col of the ``--labels`` features) keep a team's labels in: a tile
+    holding one has its window around one of them, and such tiles are chosen first.
 
     The §8 sampling draws a fixed number of pixels per class and iteration whatever the scene;
     what grows with the scene is what the training holds (spectra, PCA features, predictions),
@@ -371,20 +377,45 @@ def training_windows(
     if sum(sizes) <= budget:
         return list(zip(jobs, cores, strict=True))
     rng = np.random.default_rng(seed)
+    held: dict[int, list[tuple[int, int]]] = {}
+    for row, col in anchors:
+        for i, (rows, cols) in enumerate(cores):
+            if rows.start <= row < rows.stop and cols.start <= col < cols.stop:
+                held.setdefault(i, []).append((row, col))
+                break
     side = math.isqrt(budget // len(jobs))
     chosen = np.arange(len(jobs))
     if side < MIN_TRAINING_WINDOW:
         side = MIN_TRAINING_WINDOW
         keep = max(1, budget // side**2)
-        chosen = np.sort(rng.choice(len(jobs), keep, replace=False))
+        labelled = rng.permutation(sorted(held))
+        others = rng.permutation([i for i in range(len(jobs)) if i not in held])
+        chosen = np.sort(np.concatenate([labelled, others]).astype(int)[:keep])
     windows = []
     for i in chosen:
         rows, cols = cores[i]
         height, width = min(side, rows.stop - rows.start), min(side, cols.stop - cols.start)
         top = rows.start + int(rng.integers(rows.stop - rows.start - height + 1))
         left = cols.start + int(rng.integers(cols.stop - cols.start - width + 1))
+        if i in held:  # around one of the tile's labels
+            row, col = held[i][int(rng.integers(len(held[i])))]
+            top = int(np.clip(row - height // 2, rows.start, rows.stop - height))
+            left = int(np.clip(col - width // 2, cols.start, cols.stop - width))
         windows.append((jobs[i], (slice(top, top + height), slice(left, left + width))))
     return windows
+
+
+def _label_anchors(labels: UserLabels | None, grid: GridSpec) -> list[tuple[int, int]]:
+    """Grid (row, col) of a point inside each label feature."""
+    if labels is None:
+        return []
+    inverse = ~grid.geobox.transform
+    anchors = []
+    for geometry, _ in labels.shapes:
+        point = geometry.representative_point()
+        col, row = inverse * (point.x, point.y)
+        anchors.append((math.floor(row), math.floor(col)))
+    return anchors
 
 
 def train_scene(
@@ -402,7 +433,8 @@ def train_scene(
         learned).
     """
     cores = []
-    windows = training_windows(jobs, settings.training_pixels, settings.seed)
+    anchors = _label_anchors(labels, jobs[0].grid) if jobs else []
+    windows = training_windows(jobs, settings.training_pixels, settings.seed, anchors)
     held = sum((r.stop - r.start) * (c.stop - c.start) for _, (r, c) in windows)
     logger.info("SPECIAL: training on %d pixels of %d tiles (at most %d)", held, len(jobs),
                 settings.training_pixels)  # fmt: skip

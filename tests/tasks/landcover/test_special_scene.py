@@ -124,6 +124,11 @@ def test_training_holds_at_most_its_pixel_budget_drawn_from_every_tile(tmp_path)
         assert cols.start >= 128 * job.tile[1] and cols.stop <= 128 * (job.tile[1] + 1)
     one = training_windows(jobs, 64 * 64, 0)  # below the smallest window: a subset of tiles
     assert len(one) == 1 and one[0][1][0].stop - one[0][1][0].start == 64
+    # a --labels feature keeps its tile and sits inside the window
+    for budget, anchor in ((64 * 64, (10, 250)), (2 * 100 * 100, (120, 5))):
+        picked = training_windows(jobs, budget, 0, anchors=[anchor])
+        rows, cols = next(w for job, w in picked if job.tile == (0, anchor[1] // 128))
+        assert rows.start <= anchor[0] < rows.stop and cols.start <= anchor[1] < cols.stop
 
     settings = SpecialSettings(epochs=1, warmup_epochs=0, iterations=2, samples_per_class=50,
                                training_pixels=2 * 100 * 100)  # fmt: skip
