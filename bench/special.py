@@ -6,6 +6,9 @@ with its default schedule (10 epochs x 20 iterations) plus the prediction. Rando
 real ViT-B/16 + SimFeatUp architecture (no download): compute, not accuracy. One summary line::
 
     python bench/special.py [--size 448] [--threads 2] [--device cpu]
+
+``--training-memory 1024,3072`` instead measures the peak memory of the land-cover flow's
+training step by scene size (:mod:`bench.special_memory`, one process per size).
 """
 
 from __future__ import annotations
@@ -64,7 +67,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=448, help="scene side in pixels")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--training-memory",
+        metavar="SIZES",
+        help="peak RSS of the landcover training step for these scene sides (e.g. 1024,3072)",
+    )
     args = parser.parse_args()
+    if args.training_memory:
+        import runpy
+
+        sys.argv = [str(Path(__file__).with_name("special_memory.py")), "--sizes",
+                    args.training_memory]  # fmt: skip
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
     torch.set_num_threads(args.threads)
     spectra = _scene(args.size)
     megapixels = args.size * args.size / 1e6

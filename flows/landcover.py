@@ -87,11 +87,10 @@ def landcover_inputs(
     scenes = find(
         search.catalog, aoi, start, end, search.collections, search.max_cloud, search.max_items
     )
-    if getattr(model, "refine", "none") == "special":  # no bands with wavelengths: one line
-        from terrawatch.tasks.core.item_groups import best_first
-        from terrawatch.tasks.landcover.special import spectral_bands
+    if getattr(model, "refine", "none") == "special":  # bands, classifier, --labels: one line
+        from terrawatch.flows.landcover_special import check_special
 
-        spectral_bands(best_first(scenes.items)[0])
+        check_special(model, classes, scenes.items, aoi, grid)
     with all_missing_weights():  # every missing file named in one error
         model.resolve_weights()
     return LandcoverInputs(start, end, model.spec(classes), scenes)
@@ -184,7 +183,7 @@ def landcover(
 
         tiles = run_special(plan, inputs.spec, store, halo=tiling.halo, loader=tiling.loader,
                             lease=writer_token(store), log=logger,
-                            epochs=getattr(model, "refine_epochs", None))  # fmt: skip
+                            options=model)  # fmt: skip
     else:
         tiles = run_tile_task(
             segment_tiles_task, jobs, inputs.spec, "terrawatch.tasks.core.worker_model:worker_model"

@@ -203,6 +203,17 @@ class LandcoverModelOptions(ModelOptions):
         description="with --refine special: training epochs, the first half warm-up (default: "
         "SPECIAL's 10); fewer train faster on large scenes",
     )
+    refine_classifier: Literal["fcn", "mambahsi"] = Field(
+        "fcn",
+        description="with --refine special: fcn (a small spectral-spatial CNN that runs on the "
+        "CPU) or mambahsi (needs mamba_ssm and CUDA)",
+    )
+    labels: str | None = Field(
+        None,
+        description="with --refine special: your own labels (GeoPackage/GeoJSON/GeoParquet "
+        "polygons or points with a 'class' column of class names), clean training samples",
+    )
+    labels_column: str | None = Field(None, description="the class-name column of --labels")
     factory: Annotated[str | None, Cli(flag="--model-factory")] = Field(
         None, description="'package.module:callable' building your own segmenter (ModelSpec)"
     )

@@ -73,15 +73,40 @@ def percentile_stretch(image: np.ndarray, percent: float, valid: np.ndarray | No
     The reference's ``rsshow``: one pair of limits for every channel (so band ratios survive),
     no gamma. NaN and pixels outside ``valid`` are ignored for the limits and set to 0.
     """
+    low, high = stretch_limits(image, percent, valid)
+    return fixed_stretch(image, low, high, valid)
+
+
+def stretch_limits(
+    image: np.ndarray, percent: float, valid: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The low/high percentiles of :func:`percentile_stretch` (all channels jointly).
+
+    Raises:
+        InputError: no finite valid value.
+    """
+    mask = np.isfinite(image)
+    if valid is not None:
+        mask &= np.broadcast_to(valid, image.shape)
+    values = image[mask]
+    if values.size == 0:
+        raise InputError("the image has no valid pixels to stretch")
+    low, high = np.percentile(values, [percent, 100.0 - percent])
+    return float(low), float(high)
+
+
+def fixed_stretch(
+    image: np.ndarray, low: float, high: float, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """``image`` clipped to ``low..high`` and scaled to 0..1 (float32); NaN/invalid -> 0.
+
+    With limits computed once for a whole scene, every tile of it gets the same mapping (a
+    stretch per tile would shift each tile's colours and features: seams).
+    """
     data = image.astype(np.float32, copy=True)
     mask = np.isfinite(data)
     if valid is not None:
         mask &= np.broadcast_to(valid, data.shape)
-    values = data[mask]
-    if values.size == 0:
-        raise InputError("the image has no valid pixels to stretch")
-    low, high = np.percentile(values, [percent, 100.0 - percent])
-    scale = float(high - low) or 1.0
-    out = np.clip((data - low) / scale, 0.0, 1.0)
+    out = np.clip((data - low) / ((high - low) or 1.0), 0.0, 1.0)
     out[~mask] = 0.0
     return out

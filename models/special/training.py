@@ -19,7 +19,9 @@ Where terrawatch deviates from the reference, and why:
   reference uses epochs x iterations, so with several tiles its learning rate oscillates;
 - a class with fewer pixels than GMM components is skipped where the reference crashes;
 - on large scenes PCA and the 1-D GMMs are fitted on a random subset of at most
-  ``fit_pixels`` pixels (then applied to all), to bound CPU time and memory.
+  ``fit_pixels`` pixels (then applied to all), to bound CPU time and memory;
+- the scene-level caller holds at most ``training_pixels`` pixels (windows of every tile, see
+  ``tasks.landcover.special.training_windows``), so memory does not grow with the scene.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class SpecialSettings:
     hidden: int = 16
     seed: int = 42
     fit_pixels: int = 200_000
+    training_pixels: int = 4 * 1024 * 1024
+    """Most pixels a scene's training holds (about 150 bytes each with 10 bands: ~0.6 GB);
+    larger scenes train on an equal window of every tile (``tasks.landcover.special``)."""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.iterations < 1 or self.samples_per_class < 1:
@@ -75,6 +80,8 @@ class SpecialSettings:
                 f"warm-up epochs must be between 0 and epochs ({self.epochs}), "
                 f"got {self.warmup_epochs}"
             )
+        if self.training_pixels < 1 or self.fit_pixels < 1:
+            raise InputError("training_pixels and fit_pixels must be at least 1")
         if not 0 < self.confident_keep <= 1:
             raise InputError(f"confident_keep must be in (0, 1], got {self.confident_keep}")
 

@@ -2,7 +2,9 @@
 
 GeoPackage, GeoJSON (any format GDAL reads via pyogrio) or GeoParquet (with pyarrow) polygons or
 points, with a column of class names that must match the run's classes. Checked before heavy
-work: unknown class names, no class column, features outside the image.
+work: unknown class names, no class column, features outside the image. The land-cover flow
+reads and checks the file once (:func:`load_user_labels`, :func:`check_inside`) and rasterises
+it per tile (:func:`rasterise_labels`), so no scene-size label raster is ever held.
 """
 
 from __future__ import annotations
@@ -10,26 +12,34 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 from rasterio import features
 from rasterio.transform import array_bounds
 from shapely.geometry import box
 
 from terrawatch.errors import InputError, InputNotFoundError
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+
 CLASS_COLUMNS = ("class", "label", "class_name", "name")
 """Columns searched for the class names, in this order, when none is named."""
+CLASS_INDEX = "class_index"
+"""Column :func:`load_user_labels` adds: the class's index in the run's class list."""
 
 
-def read_user_labels(
-    path: str | Path,
-    class_names: Sequence[str],
-    profile: dict,
-    shape: tuple[int, int],
-    column: str | None = None,
-) -> np.ndarray:
-    """Class index per pixel ``int16 [H, W]`` (``-1`` unlabelled) from a vector label file."""
+def load_user_labels(
+    path: str | Path, class_names: Sequence[str], column: str | None = None
+) -> gpd.GeoDataFrame:
+    """The label features with their class index (:data:`CLASS_INDEX`); names checked.
+
+    Raises:
+        InputNotFoundError: no such file. InputError: unreadable, no class column, or class
+        names that are not among ``class_names`` (matched case-insensitively).
+    """
     import geopandas as gpd
 
     name = os.fspath(path)
@@ -61,19 +71,59 @@ def read_user_labels(
             f"--labels {name!r}: class names {unknown} are not among the classes "
             f"{list(class_names)}; fix the {column!r} column or the --classes list"
         )
-    crs, transform = profile.get("crs"), profile.get("transform")
-    if transform is None:
-        raise InputError("--labels needs a georeferenced image (it has no transform)")
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].copy()
+    frame[CLASS_INDEX] = [index[c] for c in given.loc[frame.index]]
+    frame.attrs["source"] = name
+    return frame
+
+
+def check_inside(
+    frame: gpd.GeoDataFrame, crs, bounds: tuple[float, float, float, float]
+) -> gpd.GeoDataFrame:
+    """``frame`` in ``crs``; every feature must touch ``bounds`` (left, bottom, right, top).
+
+    Raises:
+        InputError: a CRS on one side only, or features outside the bounds (counted).
+    """
+    name = frame.attrs.get("source", "")
     if frame.crs is not None and crs is not None:
         frame = frame.to_crs(crs)
     elif (frame.crs is None) != (crs is None):
         raise InputError(f"--labels {name!r} and the image must both have a CRS (or neither)")
-    grid = box(*array_bounds(shape[0], shape[1], transform))
-    outside = int((~frame.geometry.intersects(grid)).sum())
+    outside = int((~frame.geometry.intersects(box(*bounds))).sum())
     if outside:
         raise InputError(
-            f"--labels {name!r}: {outside} of {len(frame)} features lie outside the image; "
-            "drop them or use labels for this scene"
+            f"--labels {name!r}: {outside} of {len(frame)} features lie outside the image "
+            "(or the --aoi grid); drop them or use labels for this scene"
         )
-    shapes = [(geom, index[c]) for geom, c in zip(frame.geometry, given, strict=True)]
+    return frame
+
+
+def label_shapes(frame: gpd.GeoDataFrame) -> tuple[tuple[Any, int], ...]:
+    """(geometry, class index) pairs: plain values that travel to a task."""
+    return tuple(zip(frame.geometry, (int(c) for c in frame[CLASS_INDEX]), strict=True))
+
+
+def rasterise_labels(
+    shapes: Sequence[tuple[Any, int]], transform: Affine, shape: tuple[int, int]
+) -> np.ndarray:
+    """Class index per pixel ``int16 [H, W]`` (``-1`` unlabelled) of ``shapes`` (grid CRS)."""
+    if not shapes:
+        return np.full(shape, -1, np.int16)
     return features.rasterize(shapes, out_shape=shape, transform=transform, fill=-1, dtype="int16")
+
+
+def read_user_labels(
+    path: str | Path,
+    class_names: Sequence[str],
+    profile: dict,
+    shape: tuple[int, int],
+    column: str | None = None,
+) -> np.ndarray:
+    """Class index per pixel ``int16 [H, W]`` (``-1`` unlabelled) from a vector label file."""
+    transform = profile.get("transform")
+    frame = load_user_labels(path, class_names, column)
+    if transform is None:
+        raise InputError("--labels needs a georeferenced image (it has no transform)")
+    frame = check_inside(frame, profile.get("crs"), array_bounds(shape[0], shape[1], transform))
+    return rasterise_labels(label_shapes(frame), transform, shape)

@@ -38,6 +38,15 @@ class RunPlan:
     """Class table of the cube."""
 
 
+def landcover_grid(
+    items: list[dict], aoi: str | list[float] | dict, resolution: float | None, crs: str | None
+) -> GridSpec:
+    """The output grid of the AOI (items best first: the best one's sensor sets the GSD)."""
+    _, bbox = parse_aoi(aoi)
+    collection = items[0].get("collection", "*")
+    return grid_for_aoi(bbox, resolution or default_resolution(collection, items[0]), crs)
+
+
 def plan_landcover(
     search: SearchResult,
     aoi: str | list[float] | dict,
@@ -60,13 +69,11 @@ def plan_landcover(
 
     check_probability_store(store, probabilities)  # the store keeps its variables
     items = best_first(search.items)
-    _, bbox = parse_aoi(aoi)
-    collection = items[0].get("collection", "*")
-    grid = grid_for_aoi(bbox, resolution or default_resolution(collection, items[0]), crs)
+    grid = landcover_grid(items, aoi, resolution, crs)
     if refine == "special":
-        from terrawatch.tasks.landcover.special import spectral_bands
+        from terrawatch.tasks.landcover.special import scene_bands
 
-        check_readable(list(items), spectral_bands(items[0]).names)
+        check_readable(list(items), scene_bands(items).names)
     else:
         check_readable(list(items), RGB_BANDS)
     model = worker_model(spec)

@@ -55,3 +55,16 @@ def accuracy(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         "AA": float(balanced_accuracy_score(y, p)),
         "kappa": float(cohen_kappa_score(y, p)),
     }
+
+
+def labelled_pixels(truth: np.ndarray, count: int, classes: int, seed: int) -> np.ndarray:
+    """``count`` ground-truth pixels, as many per class (``-1`` elsewhere), as a team that
+    labels each class would give them (``--labels``); drawn with ``seed``."""
+    rng = np.random.default_rng(1000 + seed)
+    clean = np.full(truth.shape, -1, np.int16)
+    for c in range(classes):
+        rows, cols = np.nonzero(truth == c)
+        take = count // classes + (1 if c < count % classes else 0)
+        pick = rng.choice(len(rows), min(take, len(rows)), replace=False)
+        clean[rows[pick], cols[pick]] = c
+    return clean
