@@ -317,6 +317,8 @@ class StoreWatch:
         self.versions: dict[str, tuple[int, int, int]] = {}
         self.writes: dict[str, int] = {}
         self.leases: dict[int, list[dict[str, Any]]] = {}
+        self.first_tile_at: float | None = None
+        """``time.monotonic()`` when the first ``tile_done`` chunk was seen."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store watch", daemon=True)
 
@@ -343,6 +345,8 @@ class StoreWatch:
                         st = entry.stat()
                         version = (st.st_ino, st.st_mtime_ns, st.st_size)
                         key = f"{var}/{entry.name}"
+                        if var == "tile_done" and self.first_tile_at is None:
+                            self.first_tile_at = time.monotonic()
                         if self.versions.get(key) != version:
                             self.versions[key] = version
                             self.writes[key] = self.writes.get(key, 0) + 1
@@ -465,6 +469,8 @@ class MomentResult:
     """Tiles done before the kill (0: the moment is ``delay_s`` after the trigger)."""
     killed: str = ""
     state_at_kill: str = ""
+    first_tile_s: float | None = None
+    """Seconds from the trigger to the first tile (kept when the kill came after it)."""
     tiles_done_at_kill: int = 0
     faulted_state: str = ""
     zombie_recovered: bool = False
@@ -480,8 +486,12 @@ def summary(results: list[MomentResult], seed: int) -> dict[str, Any]:
     """The counts the test prints and writes: moments, per kind, recoveries, identical cubes."""
     per_kind: dict[str, dict[str, int]] = {}
     for r in results:
-        k = per_kind.setdefault(r.kind, {"moments": 0, "recoveries": 0, "identical": 0})
+        k = per_kind.setdefault(
+            r.kind, {"moments": 0, "reruns": 0, "zombies": 0, "recoveries": 0, "identical": 0}
+        )
         k["moments"] += 1
+        k["reruns"] += r.rerun
+        k["zombies"] += r.zombie_recovered
         k["recoveries"] += r.recovered
         k["identical"] += r.identical
     return {
@@ -586,4 +596,6 @@ def run_moment(
     moment.problems += differences
     moment.identical = moment.recovered and not differences
     moment.seconds = round(time.monotonic() - started, 1)
+    if moment.after_tiles and watch.first_tile_at is not None:  # undisturbed until then
+        moment.first_tile_s = round(watch.first_tile_at - started, 1)
     return moment
