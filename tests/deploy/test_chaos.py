@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_random_kills_recover_to_the_clean_cube(stack, clean_run, landcover_para
     chaos = _chaos.Chaos(stack)
     results: list[_chaos.MomentResult] = []
     report = tmp_path / "chaos-counts.json"
-    clean = type(tmp_path)(clean_store)
+    clean = Path(clean_store)
     n_tiles = sum(1 for p in (clean / "tile_done").iterdir() if _chaos.TILE_CHUNK.match(p.name))
     try:
         for index, kind in enumerate(_chaos.plan_kinds(rng, moments)):
@@ -97,7 +98,7 @@ def test_run_orphaned_by_its_killed_prefect_worker_completes_by_itself(
 ):
     """The runbook's "A lost Prefect worker": its running flow run goes on and reports its own
     final state, Completed, with the clean cube and no rerun."""
-    clean = type(tmp_path)(clean_run[1])
+    clean = Path(clean_run[1])
     store = tmp_path / "orphan" / clean.name
     store.parent.mkdir()
     chaos = _chaos.Chaos(stack)
