@@ -80,8 +80,8 @@ def test_random_kills_recover_to_the_clean_cube(stack, clean_run, landcover_para
         report.write_text(json.dumps(counts, indent=2))
         print(f"chaos counts ({report}): " + json.dumps({k: v for k, v in counts.items()
                                                           if k != "results"}))  # fmt: skip
-    failed = [f"moment {r.index} ({r.kind} at {r.delay_s} s): {r.problems}" for r in results
-              if r.problems]  # fmt: skip
+    failed = [f"moment {r.index} ({r.kind} at {r.after_tiles} tiles + {r.delay_s} s): "
+              f"{r.problems}" for r in results if r.problems]  # fmt: skip
     assert not failed, f"seed {seed}:\n" + "\n".join(failed) + "\n" + stack.logs()[-4000:]
     assert counts["moments"] == moments and counts["identical_cubes"] == moments
 
