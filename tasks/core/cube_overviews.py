@@ -60,12 +60,17 @@ def write_overviews(store: str, time_index: int, rewrite: bool = True) -> list[i
     """
     cube = open_cube(store, mask_and_scale=False)
     factors = overview_factors((cube.sizes["y"], cube.sizes["x"]))
+    names = overview_variables(cube)
     if not rewrite:
         factors = [f for f in factors if not has_overview(store, f, time_index)]
         if not factors:
+            # a run killed after its last tile, before the declaration: its rerun has no
+            # tile to write but must still declare the layout (a cube without levels too)
+            every = overview_factors((cube.sizes["y"], cube.sizes["x"]))
+            if not _declared(store, every):
+                _declare(store, every, names)
             return []
     step = cube.isel(time=[time_index])
-    names = overview_variables(cube)
     for factor in factors:
         level = _level(step, names, factor)
         _write_level(store, f"{GROUP}/{factor}", level, cube["time"].values[time_index])
@@ -189,6 +194,16 @@ def _declare(store: str, factors: list[int], names: list[str]) -> None:
          "zarr_conventions": [*conventions, dict(MULTISCALES_CONVENTION)]}
     )  # fmt: skip
     zarr.consolidate_metadata(store, zarr_format=ZARR_FORMAT)
+
+
+def _declared(store: str, factors: list[int]) -> bool:
+    """Whether the root declares exactly these levels (and the convention)."""
+    attrs = zarr.open_group(store, mode="r", use_consolidated=False).attrs
+    layout = attrs.get("multiscales", {}).get("layout", [])
+    uuids = [c.get("uuid") for c in attrs.get("zarr_conventions", [])]
+    assets = [e.get("asset") for e in layout]
+    wanted = [".", *(f"{GROUP}/{f}" for f in factors)]
+    return assets == wanted and MULTISCALES_CONVENTION["uuid"] in uuids
 
 
 def open_overview(store: str, factor: int) -> xr.Dataset:

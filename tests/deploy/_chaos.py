@@ -13,8 +13,10 @@ The kinds of fault (:data:`KINDS`), each a ``kill -9``:
 
 The recovery of each is what the runbook and the systemd units (``Restart=always``) do: the
 killed service is started again (same command; the scheduler on the same port, as its unit's
-fixed ``--port 8786``); a run still ``Running``/``Pending`` with no process left gets the
-zombie state change (:func:`recover_zombie_run`); a run that did not complete is followed by a
+fixed ``--port 8786``); a run still ``Running``/``Pending`` with no process left is marked
+``Crashed`` by the zombie automation of ``deploy/automations`` (the stack applies it; the test's
+own :func:`recover_zombie_run` is only the runbook's fallback, and needing it is a problem);
+a run that did not complete is followed by a
 new run of the deployment with the same parameters (runbook, "Retry a failed or crashed run").
 
 What is checked per moment (:class:`MomentResult`): a completed run; the cube equal to the
@@ -48,9 +50,14 @@ MOMENTS_ENV = "TERRAWATCH_CHAOS_MOMENTS"
 SEED_ENV = "TERRAWATCH_CHAOS_SEED"
 """The seed of the moments (default: a new one, printed, to replay a failure)."""
 DEFAULT_MOMENTS = 10
-ZOMBIE_GRACE_S = 15.0
-"""How long a run may sit non-final with no process before it is taken for a zombie (the
-worker reports a child that died within a second or two; the automation waits longer)."""
+ZOMBIE_GRACE_S = 90.0
+"""How long a run may sit non-final with no process before the test marks it ``Crashed`` by
+hand (the runbook's fallback) and counts a problem: the worker reports a child that died
+within a second or two, and the zombie automation the stack applies
+(``deploy/automations/zombie-flow-runs.yaml``) one whose worker died too 45 s after its last
+heartbeat, plus its evaluation and the server's slot retry."""
+AUTOMATION_MARK = "terrawatch: crash zombie flow runs"
+"""Words of the automation's ``Crashed`` message: the run was recovered by the automation."""
 POLL_S = 0.05
 """How often :class:`StoreWatch` looks at the chunk and lease files: a tile takes far longer."""
 VOLATILE_ATTRS = ("run_id", "created")
@@ -273,9 +280,10 @@ def recover_zombie_run(stack: Stack, run_id: str) -> bool:
     return asyncio.run(crash())
 
 
-def await_outcome(stack: Stack, run_id: str, timeout: float) -> tuple[Any, bool]:
+def await_outcome(stack: Stack, run_id: str, timeout: float) -> tuple[Any, bool, bool]:
     """The run's final state, applying :func:`recover_zombie_run` to a run left with no
-    process for :data:`ZOMBIE_GRACE_S`; ``(state, zombie recovered)``.
+    process for :data:`ZOMBIE_GRACE_S`; ``(state, crashed by the zombie automation, crashed
+    by hand)``.
 
     Raises:
         TimeoutError: Not final after ``timeout`` while its process still runs (a hang).
@@ -286,7 +294,8 @@ def await_outcome(stack: Stack, run_id: str, timeout: float) -> tuple[Any, bool]
     while time.monotonic() < deadline:
         state = read_state(stack, run_id)
         if state.is_final():
-            return state, zombie
+            automation = state.is_crashed() and AUTOMATION_MARK in (state.message or "")
+            return state, automation, zombie
         started = state.is_running() or state.is_pending() or state.is_cancelling()
         if started and not flow_run_processes(run_id):
             gone_since = gone_since or time.monotonic()
@@ -317,6 +326,8 @@ class StoreWatch:
         self.versions: dict[str, tuple[int, int, int]] = {}
         self.writes: dict[str, int] = {}
         self.leases: dict[int, list[dict[str, Any]]] = {}
+        self.first_tile_at: float | None = None
+        """``time.monotonic()`` when the first ``tile_done`` chunk was seen."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store watch", daemon=True)
 
@@ -343,6 +354,8 @@ class StoreWatch:
                         st = entry.stat()
                         version = (st.st_ino, st.st_mtime_ns, st.st_size)
                         key = f"{var}/{entry.name}"
+                        if var == "tile_done" and self.first_tile_at is None:
+                            self.first_tile_at = time.monotonic()
                         if self.versions.get(key) != version:
                             self.versions[key] = version
                             self.writes[key] = self.writes.get(key, 0) + 1
@@ -465,6 +478,8 @@ class MomentResult:
     """Tiles done before the kill (0: the moment is ``delay_s`` after the trigger)."""
     killed: str = ""
     state_at_kill: str = ""
+    first_tile_s: float | None = None
+    """Seconds from the trigger to the first tile (kept when the kill came after it)."""
     tiles_done_at_kill: int = 0
     faulted_state: str = ""
     zombie_recovered: bool = False
@@ -480,8 +495,12 @@ def summary(results: list[MomentResult], seed: int) -> dict[str, Any]:
     """The counts the test prints and writes: moments, per kind, recoveries, identical cubes."""
     per_kind: dict[str, dict[str, int]] = {}
     for r in results:
-        k = per_kind.setdefault(r.kind, {"moments": 0, "recoveries": 0, "identical": 0})
+        k = per_kind.setdefault(
+            r.kind, {"moments": 0, "reruns": 0, "zombies": 0, "recoveries": 0, "identical": 0}
+        )
         k["moments"] += 1
+        k["reruns"] += r.rerun
+        k["zombies"] += r.zombie_recovered
         k["recoveries"] += r.recovered
         k["identical"] += r.identical
     return {
@@ -553,7 +572,12 @@ def run_moment(
         moment.tiles_done_at_kill = len(done_at_kill)
         chaos.restart(moment.kind)
         try:
-            state, moment.zombie_recovered = await_outcome(stack, run_id, RUN_WAIT_S)
+            state, moment.zombie_recovered, by_hand = await_outcome(stack, run_id, RUN_WAIT_S)
+            if by_hand:
+                moment.problems.append(
+                    f"the zombie automation did not mark the run Crashed within "
+                    f"{ZOMBIE_GRACE_S:.0f} s of its process's end; marked by hand"
+                )
         except TimeoutError as hung:
             moment.problems.append(str(hung))
             _kill_processes(flow_run_processes(run_id))
@@ -586,4 +610,6 @@ def run_moment(
     moment.problems += differences
     moment.identical = moment.recovered and not differences
     moment.seconds = round(time.monotonic() - started, 1)
+    if moment.after_tiles and watch.first_tile_at is not None:  # undisturbed until then
+        moment.first_tile_s = round(watch.first_tile_at - started, 1)
     return moment

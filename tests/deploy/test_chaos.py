@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -24,15 +25,16 @@ from tests.deploy.conftest import LANDCOVER
 
 pytestmark = pytest.mark.slow
 
-MOMENT_SPAN = 0.6
-"""Moments fall in the first 60 % of the clean run's time: a kill after the end tests nothing,
-and the clean run (the session's first) is the slowest (cold caches)."""
+SETUP_SPAN = 0.5
+"""Before a first tile was timed, setup moments fall in the first half of the clean run."""
 MOMENT_TIMEOUT_S = 300
 """pytest-timeout per moment (a faulted run, a restart, a rerun, on a loaded 2-core machine)."""
 TILE_MOMENTS = 0.6
-"""Share of moments placed while tiles are written (after 1 to all-but-one tiles are done,
-plus up to a second): where a lost or doubled tile could happen. The others fall anywhere in
-the run, its setup (search, store creation, model load) and its publishing included."""
+"""Share of moments placed by tiles: after 1 to all tiles are done, plus up to 2 s (the tiles
+being written, where a lost or doubled tile could happen, and the publishing after them). The
+others fall in the setup (search, store creation, model load, submitting the tiles): a random
+time before the first tile of the latest run that timed it (the clean run's time shrinks as
+caches warm)."""
 
 
 def _clean_seconds(flow_run) -> float:
@@ -45,20 +47,19 @@ def test_random_kills_recover_to_the_clean_cube(stack, clean_run, landcover_para
     moments, seed = _chaos.chaos_settings()
     rng = random.Random(seed)
     clean_flow_run, clean_store = clean_run
-    span = _clean_seconds(clean_flow_run) * MOMENT_SPAN
-    print(f"chaos: seed {seed} ({_chaos.SEED_ENV}={seed} replays it), {moments} moments, "
-          f"kills within {span:.0f} s of a run's start")  # fmt: skip
+    setup_s = _clean_seconds(clean_flow_run) * SETUP_SPAN
+    print(f"chaos: seed {seed} ({_chaos.SEED_ENV}={seed} replays it), {moments} moments")
     chaos = _chaos.Chaos(stack)
     results: list[_chaos.MomentResult] = []
     report = tmp_path / "chaos-counts.json"
-    clean = type(tmp_path)(clean_store)
+    clean = Path(clean_store)
     n_tiles = sum(1 for p in (clean / "tile_done").iterdir() if _chaos.TILE_CHUNK.match(p.name))
     try:
         for index, kind in enumerate(_chaos.plan_kinds(rng, moments)):
-            moment = _chaos.MomentResult(index, kind, round(rng.uniform(0, span), 2))
-            if rng.random() < TILE_MOMENTS:  # while the tiles are written
-                moment.after_tiles = rng.randrange(1, n_tiles)
-                moment.delay_s = round(rng.uniform(0, 1), 2)
+            moment = _chaos.MomentResult(index, kind, round(rng.uniform(0, setup_s), 2))
+            if rng.random() < TILE_MOMENTS:
+                moment.after_tiles = rng.randint(1, n_tiles)
+                moment.delay_s = round(rng.uniform(0, 2), 2)
             store = tmp_path / f"m{index:02d}-{kind}" / clean.name
             store.parent.mkdir()
             results.append(moment)
@@ -68,17 +69,37 @@ def test_random_kills_recover_to_the_clean_cube(stack, clean_run, landcover_para
             print(f"chaos moment {index}: {kind} at {when}{moment.delay_s} s, killed "
                   f"{moment.killed} ({moment.state_at_kill}, {moment.tiles_done_at_kill} tiles "
                   f"done); run {moment.faulted_state}"
-                  f"{', zombie recovered' if moment.zombie_recovered else ''}"
+                  f"{', crashed by the zombie automation' if moment.zombie_recovered else ''}"
                   f"{', rerun ' + moment.final_state if moment.rerun else ''}; "
                   f"identical {moment.identical}; {moment.seconds} s"
                   + "".join(f"\n  problem: {p}" for p in moment.problems))  # fmt: skip
+            setup_s = moment.first_tile_s or setup_s
     finally:
         chaos.heal()
         counts = _chaos.summary(results, seed)
         report.write_text(json.dumps(counts, indent=2))
         print(f"chaos counts ({report}): " + json.dumps({k: v for k, v in counts.items()
                                                           if k != "results"}))  # fmt: skip
-    failed = [f"moment {r.index} ({r.kind} at {r.delay_s} s): {r.problems}" for r in results
-              if r.problems]  # fmt: skip
+    failed = [f"moment {r.index} ({r.kind} at {r.after_tiles} tiles + {r.delay_s} s): "
+              f"{r.problems}" for r in results if r.problems]  # fmt: skip
     assert not failed, f"seed {seed}:\n" + "\n".join(failed) + "\n" + stack.logs()[-4000:]
     assert counts["moments"] == moments and counts["identical_cubes"] == moments
+
+
+def test_run_orphaned_by_its_killed_prefect_worker_completes_by_itself(
+    stack, clean_run, landcover_params, tmp_path
+):
+    """The runbook's "A lost Prefect worker": its running flow run goes on and reports its own
+    final state, Completed, with the clean cube and no rerun."""
+    clean = Path(clean_run[1])
+    store = tmp_path / "orphan" / clean.name
+    store.parent.mkdir()
+    chaos = _chaos.Chaos(stack)
+    moment = _chaos.MomentResult(0, "prefect-worker", 0.5, after_tiles=2)
+    try:
+        _chaos.run_moment(stack, chaos, moment, random.Random(0), landcover_params(str(store)),
+                          clean, LANDCOVER)  # fmt: skip
+    finally:
+        chaos.heal()
+    assert moment.identical and not moment.problems, moment
+    assert moment.faulted_state == "Completed" and not moment.rerun, moment

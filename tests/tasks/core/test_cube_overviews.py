@@ -124,3 +124,22 @@ def test_the_land_cover_quicklook_reads_the_mode_level(tmp_path: Path) -> None:
     write_overviews(store, 0)
     picture = _strided_labels(open_cube(store, mask_and_scale=False), 0, store)
     assert picture.shape == (550, 550) and (picture == 0).all()  # the factor-2 mode level
+
+
+def test_a_rerun_with_no_tile_to_write_declares_what_a_killed_run_did_not(
+    tmp_path: Path,
+) -> None:
+    """A run killed after its last tile and before its overviews: the rerun writes no tile
+    (``rewrite=False``) yet declares the layout, for a cube too small for levels as well
+    (found by tests/deploy/test_chaos.py); a declared cube is left untouched."""
+    small = GridSpec("EPSG:32632", 2.0, 350_000.0, 5_640_000.0, 350_200.0, 5_640_200.0)
+    planted = {k: v[:100, :100] for k, v in _planted().items()}
+    store = _write_cube(tmp_path / "small.zarr", LANDCOVER_CUBE, JUNE, planted, small)
+    assert "multiscales" not in zarr.open_group(store, mode="r").attrs
+    assert write_overviews(store, 0, rewrite=False) == []
+    attrs = zarr.open_group(store, mode="r").attrs
+    assert [e["asset"] for e in attrs["multiscales"]["layout"]] == ["."]
+    assert MULTISCALES_CONVENTION["uuid"] in [c["uuid"] for c in attrs["zarr_conventions"]]
+    before = (Path(store) / ".zattrs").stat().st_mtime_ns
+    assert write_overviews(store, 0, rewrite=False) == []
+    assert (Path(store) / ".zattrs").stat().st_mtime_ns == before  # nothing rewritten
