@@ -50,14 +50,16 @@ MOMENTS_ENV = "TERRAWATCH_CHAOS_MOMENTS"
 SEED_ENV = "TERRAWATCH_CHAOS_SEED"
 """The seed of the moments (default: a new one, printed, to replay a failure)."""
 DEFAULT_MOMENTS = 10
-ZOMBIE_GRACE_S = 90.0
+ZOMBIE_GRACE_S = 150.0
 """How long a run may sit non-final with no process before the test marks it ``Crashed`` by
 hand (the runbook's fallback) and counts a problem: the worker reports a child that died
 within a second or two, and the zombie automation the stack applies
 (``deploy/automations/zombie-flow-runs.yaml``) one whose worker died too 45 s after its last
-heartbeat, plus its evaluation and the server's slot retry."""
-AUTOMATION_MARK = "terrawatch: crash zombie flow runs"
-"""Words of the automation's ``Crashed`` message: the run was recovered by the automation."""
+heartbeat, or (``stuck-submissions.yaml``) one whose worker died while
+submitting it (90 s on the test stack), plus its evaluation and the server's slot retry."""
+AUTOMATION_MARK = "(marked by the automation 'terrawatch:"
+"""Words of the automations' ``Crashed`` messages (zombie-flow-runs.yaml for a run whose
+heartbeats stopped, stuck-submissions.yaml for one whose worker died while submitting it)."""
 POLL_S = 0.05
 """How often :class:`StoreWatch` looks at the chunk and lease files: a tile takes far longer."""
 VOLATILE_ATTRS = ("run_id", "created")

@@ -37,6 +37,8 @@ POOL = yaml.safe_load((REPO / PREFECT_FILE).read_text())["deployments"][0]["work
 AUTH = "operator:not-a-real-password-7f3a"
 """Basic-auth ``user:password`` of the test server (``PREFECT_SERVER_API_AUTH_STRING``)."""
 BIN = Path(sys.executable).parent
+STUCK_SUBMISSION_TEST_S = 90
+"""Window of the stuck-submission automation on the test stack (shipped: 300 s)."""
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _LIBC = ctypes.CDLL(None)  # the process's own libc (Linux)
 
@@ -240,13 +242,27 @@ class Stack:
         return asyncio.run(online())
 
     def apply_automations(self) -> None:
-        """deploy/automations/*.yaml as deploy/README.md applies them (replace, then create)."""
+        """deploy/automations/*.yaml as deploy/README.md applies them (replace, then create).
+
+        One change: the window of ``stuck-submissions.yaml`` (300 s, for slow image pulls) is
+        :data:`STUCK_SUBMISSION_TEST_S` here, where a flow run starts in seconds, so that the
+        chaos test sees that automation act within its wait.
+        """
         prefect = str(BIN / "prefect")
         for path in sorted((REPO / "deploy" / "automations").glob("*.yaml")):
-            name = yaml.safe_load(path.read_text())["name"]
+            automation = yaml.safe_load(path.read_text())
             with contextlib.suppress(RuntimeError):  # not there yet
-                self.cli(prefect, "--no-prompt", "automation", "delete", name)
-            self.cli(prefect, "automation", "create", "--from-file", str(path))
+                self.cli(prefect, "--no-prompt", "automation", "delete", automation["name"])
+            if path.name != "stuck-submissions.yaml":
+                self.cli(prefect, "automation", "create", "--from-file", str(path))
+                continue
+            shipped = automation["trigger"]["within"]
+            automation["trigger"]["within"] = STUCK_SUBMISSION_TEST_S
+            for action in automation["actions"]:
+                action["message"] = action["message"].replace(
+                    f"{shipped} s", f"{STUCK_SUBMISSION_TEST_S} s"
+                )
+            self.cli(prefect, "automation", "create", "--from-json", json.dumps(automation))
 
     def save_secret(self, name: str, value: str) -> None:
         """A Prefect Secret block on the stack's server (what an operator does once)."""

@@ -70,3 +70,28 @@ def test_waiting_runs_retry_their_slot_often_wherever_the_server_runs():
     assert float(compose["prefect-server"]["environment"][name]) <= 5
     assert f"{name}=5" in (DEPLOY / "systemd" / "terrawatch.env.example").read_text()
     assert f"{name}=5" in (DEPLOY / "README.md").read_text()  # Kubernetes: the Helm chart
+
+
+STUCK = DEPLOY / "automations" / "stuck-submissions.yaml"
+
+
+def test_runs_whose_worker_died_while_submitting_them_are_crashed_on_every_path():
+    """A run left Submitting has no process and so no heartbeat, but holds its slot (the chaos
+    test found it): the second automation crashes a run not Running soon after Submitting."""
+    from prefect.events.schemas.automations import AutomationCore, Posture
+
+    automation = AutomationCore.model_validate(yaml.safe_load(STUCK.read_text()))
+    trigger = automation.trigger
+    assert trigger.posture == Posture.Proactive
+    assert trigger.after == {"prefect.flow-run.Submitting"}
+    assert {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"} <= trigger.expect
+    assert trigger.within.total_seconds() >= 120  # image pulls; the test stack shortens it
+    (action,) = automation.actions
+    assert action.type == "change-flow-run-state" and action.state.value == "CRASHED"
+    apply = "prefect automation create --from-file deploy/automations/stuck-submissions.yaml"
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert apply in " ".join(compose["prefect-setup"]["command"])
+    for guide in (DEPLOY / "README.md", DEPLOY / "systemd" / "README.md"):
+        assert apply in guide.read_text(), guide
+    for ignore in (REPO / ".dockerignore", DEPLOY / "Dockerfile.dockerignore"):
+        assert "!deploy/automations/stuck-submissions.yaml" in ignore.read_text().splitlines()
