@@ -14,7 +14,6 @@ rio-cogeo's ``cog_translate``, renamed onto the target only when complete.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,10 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
 from terrawatch.errors import InputError
 from terrawatch.tasks.core.cube_types import CLASS_DIM, NODATA
-from terrawatch.tasks.core.export_cog import BLOCK
-from terrawatch.tasks.core.export_files import staged
+from terrawatch.tasks.core.export_cog import BLOCK, write_staged_cog
 from terrawatch.tasks.core.export_source import LATEST, _open, layer_of, time_index
 
 
@@ -119,24 +115,14 @@ def export_class_layers_cog(
 ) -> Path:
     """Write ``layers`` as a COG at ``path``: one band per class, average overviews."""
     path = Path(path)
-    staging = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.staging.tif")
-    try:
-        _write_tiled(layers, staging)
-        profile = cog_profiles.get("deflate")
-        profile.update(blockxsize=blocksize, blockysize=blocksize)
-        with staged(path) as target:
-            cog_translate(
-                str(staging),
-                str(target),
-                profile,
-                nodata=layers.nodata,
-                overview_resampling="average",
-                in_memory=False,
-                quiet=True,
-                additional_cog_metadata=_tags(layers),
-            )
-    finally:
-        staging.unlink(missing_ok=True)
+    write_staged_cog(
+        lambda staging: _write_tiled(layers, staging),
+        path,
+        nodata=layers.nodata,
+        resampling="average",
+        tags=_tags(layers),
+        blocksize=blocksize,
+    )
     return path
 
 

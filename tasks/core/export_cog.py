@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import rasterio
@@ -40,9 +41,35 @@ def export_cog(layer: ExportLayer, path: str | Path, *, blocksize: int = BLOCK) 
         The written path.
     """
     path = Path(path)
+    write_staged_cog(
+        lambda staging: _write_tiled(layer, staging),
+        path,
+        nodata=layer.nodata,
+        resampling="mode",
+        tags=_class_tags(layer),
+        blocksize=blocksize,
+    )
+    write_rat_sidecar(layer, path)  # the class table for QGIS/GDAL, once the COG is in place
+    return path
+
+
+def write_staged_cog(
+    write_tiled: Callable[[Path], None],
+    path: Path,
+    *,
+    nodata: int,
+    resampling: str,
+    tags: dict[str, str],
+    blocksize: int = BLOCK,
+) -> None:
+    """A COG at ``path`` from the plain tiled GeoTIFF ``write_tiled`` writes to a staging file.
+
+    The staging file sits beside the output and goes whatever happens; the COG appears under
+    its name only once complete (:func:`~tasks.core.export_files.staged`).
+    """
     staging = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.staging.tif")
     try:
-        _write_tiled(layer, staging)
+        write_tiled(staging)
         profile = cog_profiles.get("deflate")
         profile.update(blockxsize=blocksize, blockysize=blocksize)
         with staged(path) as target:
@@ -50,16 +77,14 @@ def export_cog(layer: ExportLayer, path: str | Path, *, blocksize: int = BLOCK) 
                 str(staging),
                 str(target),
                 profile,
-                nodata=layer.nodata,
-                overview_resampling="mode",
+                nodata=nodata,
+                overview_resampling=resampling,
                 in_memory=False,
                 quiet=True,
-                additional_cog_metadata=_class_tags(layer),
+                additional_cog_metadata=tags,
             )
     finally:
         staging.unlink(missing_ok=True)
-    write_rat_sidecar(layer, path)  # the class table for QGIS/GDAL, once the COG is in place
-    return path
 
 
 def _write_tiled(layer: ExportLayer, path: Path) -> None:
