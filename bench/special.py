@@ -7,8 +7,8 @@ real ViT-B/16 + SimFeatUp architecture (no download): compute, not accuracy. One
 
     python bench/special.py [--size 448] [--threads 2] [--device cpu]
 
-``--training-memory 1024,3072`` instead measures the peak memory of the land-cover flow's
-training step by scene size (:mod:`bench.special_memory`, one process per size).
+The peak memory of the land-cover flow's training step by scene size is
+``bench/special_memory.py``.
 """
 
 from __future__ import annotations
@@ -67,19 +67,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=448, help="scene side in pixels")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--training-memory",
-        metavar="SIZES",
-        help="peak RSS of the landcover training step for these scene sides (e.g. 1024,3072)",
-    )
     args = parser.parse_args()
-    if args.training_memory:
-        import runpy
-
-        sys.argv = [str(Path(__file__).with_name("special_memory.py")), "--sizes",
-                    args.training_memory]  # fmt: skip
-        runpy.run_path(sys.argv[0], run_name="__main__")
-        return
     torch.set_num_threads(args.threads)
     spectra = _scene(args.size)
     megapixels = args.size * args.size / 1e6

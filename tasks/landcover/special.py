@@ -21,7 +21,7 @@ own pseudo-label noise and disagree with its neighbours at the border (seams), s
 The training step holds at most ``SpecialSettings.training_pixels`` pixels (4 Mpx, about
 0.6 GB with 10 bands): a larger scene gives an equal random window of every tile
 (:func:`training_windows`), so its peak memory does not grow with the scene
-(``python bench/special.py --training-memory 1024,3072`` measures it).
+(``python bench/special_memory.py --sizes 1024,3072`` measures it).
 """
 
 from __future__ import annotations
