@@ -468,9 +468,6 @@ def _append_step(
         zarr.consolidate_metadata(store, zarr_format=ZARR_FORMAT)
 
 
-_FLAG_KEYS = ("flag_masks", "flag_meanings")
-
-
 def _extend_flag_descriptions(store: str, ds: xr.Dataset, template: xr.Dataset) -> bool:
     """Give a stored bit-flag variable the flags a newer release added; True if any changed.
 
