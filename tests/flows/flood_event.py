@@ -25,11 +25,12 @@ import pyproj
 import rasterio
 from rasterio.transform import from_origin
 
+from tests.conftest import shared_data
+
 CRS = "EPSG:32633"
 RES = 10.0
 ENL = 4.4
 EVENT = "2024-05-10"
-TEMPLATE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "stac"
 TEMPLATE_FILE = "pc_sentinel-1-rtc_4items.json"
 
 
@@ -147,7 +148,7 @@ def scene_dates(reference: int = 5) -> list[tuple[str, str, bool]]:
 
 def write_event(root: Path, size: int, reference: int = 5, template: Path | None = None) -> Event:
     """The event's COGs under ``root/cogs`` and its items as a local catalog ``root/catalog``."""
-    template_items = json.loads((template or TEMPLATE / TEMPLATE_FILE).read_text())
+    template_items = json.loads((template or shared_data("stac", TEMPLATE_FILE)).read_text())
     event = plant(size)
     catalog, cogs = root / "catalog", root / "cogs"
     catalog.mkdir(parents=True, exist_ok=True)
